@@ -1,0 +1,154 @@
+"""The messages ring nodes exchange, one frozen dataclass per kind.
+
+Nodes are named by ``NodeRef`` (id plus an opaque address: ``host:port`` for a live node, any
+string in a simulation). The sender of a message is not part of it: the link it arrived on
+names the sender (a TLS-authenticated peer, or the simulator's bookkeeping), so a node cannot
+claim to speak for another.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+WIRE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    id: int
+    addr: str
+
+
+class Flags(enum.IntFlag):
+    NONE = 0
+    TRACE = 1  # every node on the path appends its id to ``trace``
+    ERROR = 2  # payload is an ErrorReport about an envelope this node's origin sent
+    FINAL = 4  # the sender believes the receiver is responsible for ``dest``
+    PROBE = 8  # a routing probe: delivered to the node, never to an application
+    REPLY = 16  # the answer to a probe, travelling back to the probe's origin
+
+
+class ErrorCode(enum.IntEnum):
+    TTL_EXPIRED = 1
+    NO_ROUTE = 2
+    LOOP = 3
+    RETRIES_EXHAUSTED = 4
+    NODE_LEAVING = 5
+    CONGESTED = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A stanza (or any opaque payload) travelling hop by hop towards ``dest``."""
+
+    msg_id: int
+    origin: int
+    dest: int
+    ttl: int
+    hops: int
+    flags: Flags
+    payload: bytes
+    trace: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReport:
+    """Why an envelope could not be delivered; carried as the payload of an ERROR envelope."""
+
+    code: ErrorCode
+    msg_id: int
+    dest: int
+    at_node: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Acknowledgements of envelopes, batched: ``ids`` are (origin, msg_id) pairs.
+
+    Two phases. ``done=False``: the next hop received them (it is alive, keep waiting).
+    ``done=True``: they were delivered further on, so the sender may drop its copies.
+    Holding a copy until delivery is what lets an envelope survive the death of any node
+    on its path.
+    """
+
+    done: bool
+    ids: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FindSuccessor:
+    """Recursive lookup: who is responsible for ``key``? The answer goes to ``requester``."""
+
+    req_id: int
+    key: int
+    requester: NodeRef
+    hops: int
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class FoundSuccessor:
+    req_id: int
+    key: int
+    successor: NodeRef
+    hops: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetNeighbours:
+    """Stabilization query to one's successor."""
+
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    req_id: int
+    predecessor: NodeRef | None
+    successors: tuple[NodeRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """"I think I am your predecessor." """
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Graceful departure: here are my neighbours, take them over."""
+
+    predecessor: NodeRef | None
+    successors: tuple[NodeRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First message on a link: who the sender says it is (checked against its certificate)."""
+
+    node: NodeRef
+
+
+Message = (
+    Envelope
+    | Ack
+    | FindSuccessor
+    | FoundSuccessor
+    | GetNeighbours
+    | Neighbours
+    | Notify
+    | Ping
+    | Pong
+    | Leave
+    | Hello
+)

@@ -1,0 +1,783 @@
+"""The sans-IO Chord node: messages and ``now`` in, addressed messages and events out.
+
+Rule 1: nothing here knows about sockets, tasks or clocks. A driver (the trio shell of a
+live node, the simulator's event heap, a test's message pump) calls
+
+- ``handle_message(sender, message, now)`` for every message that arrives,
+- ``handle_timer(now)`` once ``now`` reaches ``get_timer()``,
+- ``take_outputs()`` and ``take_events()`` after each call, and sends/acts on what it gets.
+
+Rule 2: every envelope this node accepts stays in its custody until the next hop reports it
+*delivered*, not merely received (see ``custody``). The destination suppresses duplicates.
+So a node on the path may die at any time: its upstream still holds the envelope and sends
+it another way, and the envelope arrives exactly once.
+
+Maintenance follows the Chord paper: join through any node, periodic stabilize/notify, fix
+fingers, check predecessor, a successor list of length r to survive failures, and failure
+detection by timeouts. Each periodic task draws its next period with jitter from the node's
+own seeded RNG, so a simulation is reproducible and nodes do not move in lock step.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+from dataclasses import dataclass, replace
+
+from .config import RingConfig
+from .custody import CustodyStore, Held, Key
+from .events import (
+    Confirmed,
+    Delivered,
+    Event,
+    Joined,
+    JoinFailed,
+    LookupDone,
+    LookupFailed,
+    PeerSuspected,
+    PredecessorChanged,
+    ProbeResult,
+    SuccessorChanged,
+    Undeliverable,
+)
+from .messages import (
+    Ack,
+    Envelope,
+    ErrorCode,
+    ErrorReport,
+    FindSuccessor,
+    Flags,
+    FoundSuccessor,
+    GetNeighbours,
+    Hello,
+    Leave,
+    Message,
+    Neighbours,
+    NodeRef,
+    Notify,
+    Ping,
+    Pong,
+)
+from .routing import RoutingTable
+from .wire import MalformedMessage, WireCodec
+
+ACK_BATCH = 4096  # ids per Ack message (the codec accepts up to 8192)
+
+
+class NodeState(enum.Enum):
+    IDLE = "idle"  # constructed, neither created a ring nor joined one
+    JOINING = "joining"
+    ACTIVE = "active"
+    LEAVING = "leaving"  # told its neighbours; draining custody, no maintenance
+
+
+class _Purpose(enum.Enum):
+    JOIN = "join"
+    FINGER = "finger"
+    USER = "user"
+    STABILIZE = "stabilize"
+    CHECK_PREDECESSOR = "check-predecessor"
+    LIVENESS = "liveness"  # a lookup through this peer timed out: is the peer itself alive?
+
+
+_LOOKUPS = frozenset({_Purpose.JOIN, _Purpose.FINGER, _Purpose.USER})
+
+
+@dataclass(slots=True)
+class _Rpc:
+    purpose: _Purpose
+    peer: NodeRef | None
+    deadline: float
+    key: int = 0
+    finger_index: int = -1
+
+
+@dataclass(slots=True)
+class NodeStats:
+    originated: int = 0
+    forwarded: int = 0
+    delivered: int = 0
+    duplicates: int = 0
+    loops: int = 0
+    rerouted: int = 0
+    retransmitted: int = 0
+    ttl_expired: int = 0
+    undeliverable: int = 0
+    congested: int = 0
+    orphan_errors: int = 0
+    suspected: int = 0
+    lookups_failed: int = 0
+    malformed: int = 0
+
+
+class RingNode:
+    """One routing node of the ring. See the module docstring for how to drive it."""
+
+    def __init__(
+        self,
+        me: NodeRef,
+        config: RingConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+        msg_id_base: int = 0,
+    ) -> None:
+        self.config = config or RingConfig()
+        self.space = self.config.space
+        self.me = NodeRef(self.space.check(me.id), me.addr)
+        self.table = RoutingTable(self.space, self.me, self.config.r)
+        self.codec = WireCodec(self.space)
+        self.state = NodeState.IDLE
+        self.stats = NodeStats()
+        self._rng = rng if rng is not None else random.Random(me.id)
+        self._out: list[tuple[NodeRef, Message]] = []
+        self._events: list[Event] = []
+        self._recv_acks: dict[NodeRef, list[Key]] = {}
+        self._done_acks: dict[NodeRef, list[Key]] = {}
+        self._custody = CustodyStore()
+        self._done: dict[Key, float] = {}  # finished (delivered or handed on) -> forget at
+        self._rpcs: dict[int, _Rpc] = {}
+        self._rpc_heap: list[tuple[float, int]] = []
+        self._next_req = 1
+        self._next_msg = msg_id_base & ((1 << 64) - 1)
+        self._t_stabilize: float | None = None
+        self._t_fingers: float | None = None
+        self._t_check_pred: float | None = None
+        self._t_prune: float | None = None
+        self._next_finger = 0
+        self._bootstrap: NodeRef | None = None
+        self._join_attempts = 0
+
+    # == driver interface ====================================================================
+
+    def take_outputs(self) -> list[tuple[NodeRef, Message]]:
+        """Messages to send, each addressed to a node. Acks are batched per peer."""
+        out = self._out
+        for done, acks in ((False, self._recv_acks), (True, self._done_acks)):
+            if acks:
+                for peer, keys in acks.items():
+                    for i in range(0, len(keys), ACK_BATCH):
+                        out.append((peer, Ack(done, tuple(keys[i : i + ACK_BATCH]))))
+                acks.clear()
+        self._out = []
+        return out
+
+    def take_events(self) -> list[Event]:
+        ev = self._events
+        self._events = []
+        return ev
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called (None: nothing is pending)."""
+        best = self._custody.next_deadline()
+        for t in (self._t_stabilize, self._t_fingers, self._t_check_pred, self._t_prune):
+            if t is not None and (best is None or t < best):
+                best = t
+        if self._rpc_heap:
+            t = self._rpc_heap[0][0]
+            if best is None or t < best:
+                best = t
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        self._expire_rpcs(now)
+        self._expire_custody(now)
+        if self._t_stabilize is not None and now >= self._t_stabilize:
+            self._t_stabilize = now + self._period(self.config.stabilize_interval)
+            self._stabilize(now)
+        if self._t_fingers is not None and now >= self._t_fingers:
+            self._t_fingers = now + self._period(self.config.fix_fingers_interval)
+            self._fix_finger(now)
+        if self._t_check_pred is not None and now >= self._t_check_pred:
+            self._t_check_pred = now + self._period(self.config.check_predecessor_interval)
+            self._check_predecessor(now)
+        if self._t_prune is not None and now >= self._t_prune:
+            self._t_prune = now + self.config.seen_ttl / 4
+            self._prune_done(now)
+
+    def handle_message(self, sender: NodeRef, msg: Message, now: float) -> None:
+        t = type(msg)
+        if t is Envelope:
+            self._on_envelope(sender, msg, now)  # type: ignore[arg-type]
+        elif t is Ack:
+            self._on_ack(sender, msg, now)  # type: ignore[arg-type]
+        else:
+            handler = self._handlers.get(t)
+            if handler is not None:
+                handler(self, sender, msg, now)
+
+    def peer_unreachable(self, peer: NodeRef, now: float, reason: str = "unreachable") -> None:
+        """The driver could not reach ``peer`` (connection refused or reset)."""
+        self._suspect(peer, reason, now)
+
+    # == lifecycle ===========================================================================
+
+    def create(self, now: float) -> None:
+        """Start a new ring consisting of this node alone."""
+        self._require(NodeState.IDLE, "create")
+        self.state = NodeState.ACTIVE
+        self._start_maintenance(now)
+
+    def join(self, bootstrap: NodeRef, now: float) -> None:
+        """Join the ring that ``bootstrap`` belongs to."""
+        self._require(NodeState.IDLE, "join")
+        if bootstrap.id == self.me.id:
+            raise ValueError("a node cannot join through itself")
+        self.state = NodeState.JOINING
+        self._bootstrap = bootstrap
+        self._join_attempts = 1
+        self._send_lookup(self.me.id, _Purpose.JOIN, now, via=bootstrap)
+
+    def leave(self, now: float) -> None:
+        """Graceful departure: hand both neighbours over to each other, keep draining custody."""
+        if self.state is not NodeState.ACTIVE:
+            return
+        t = self.table
+        note = Leave(t.predecessor, tuple(t.successors))
+        targets = {n.id: n for n in (t.successor, t.predecessor) if n is not None}
+        for n in targets.values():
+            self._out.append((n, note))
+        self.state = NodeState.LEAVING
+        self._t_stabilize = self._t_fingers = self._t_check_pred = None
+
+    @property
+    def custody_count(self) -> int:
+        return len(self._custody)
+
+    @property
+    def drained(self) -> bool:
+        """A leaving node may stop once nothing is held for others."""
+        return self.state is NodeState.LEAVING and len(self._custody) == 0
+
+    # == sending =============================================================================
+
+    def send(self, dest: int, payload: bytes, now: float, *, flags: Flags = Flags.NONE,
+             ttl: int | None = None) -> int:
+        """Originate an envelope towards key ``dest``; returns its msg_id."""
+        if self.state is not NodeState.ACTIVE:
+            raise RuntimeError(f"cannot send while {self.state.value}")
+        if len(payload) > self.codec.max_payload:
+            raise ValueError(f"payload of {len(payload)} bytes over {self.codec.max_payload}")
+        self.space.check(dest)
+        msg_id = self._new_msg_id()
+        trace = (self.me.id,) if flags & Flags.TRACE else ()
+        env = Envelope(msg_id, self.me.id, dest, ttl or self.config.default_ttl, 0,
+                       flags & ~Flags.FINAL, payload, trace)
+        self.stats.originated += 1
+        self._accept(env, None, now)
+        return msg_id
+
+    def probe(self, dest: int, now: float) -> int:
+        """Route a probe to ``dest``; a ProbeResult event reports the path it took."""
+        return self.send(dest, b"", now, flags=Flags.PROBE | Flags.TRACE)
+
+    def lookup(self, key: int, now: float) -> int:
+        """Find the node responsible for ``key``; a LookupDone/LookupFailed event answers."""
+        if self.state is not NodeState.ACTIVE:
+            raise RuntimeError(f"cannot look up while {self.state.value}")
+        return self._send_lookup(self.space.check(key), _Purpose.USER, now)
+
+    # == envelopes ===========================================================================
+
+    def _on_envelope(self, sender: NodeRef, env: Envelope, now: float) -> None:
+        if self.state is NodeState.IDLE or self.state is NodeState.JOINING:
+            # Not part of the ring yet: stay silent, so the sender suspects us and re-routes.
+            return
+        key = (env.origin, env.msg_id)
+        acks = self._recv_acks.get(sender)
+        if acks is None:
+            self._recv_acks[sender] = [key]
+        else:
+            acks.append(key)
+        held = self._custody.get(key)
+        if held is not None:
+            # Already ours: a retransmission, or it came round a loop. Answer once we are done.
+            if env.hops > held.envelope.hops:
+                self.stats.loops += 1
+            else:
+                self.stats.duplicates += 1
+            if sender not in held.upstreams:
+                held.upstreams.append(sender)
+            return
+        if key in self._done:
+            self.stats.duplicates += 1
+            self._ack_done(sender, key)
+            return
+        if env.flags & Flags.TRACE and len(env.trace) < self.codec.max_trace:
+            env = replace(env, trace=env.trace + (self.me.id,))
+        self._accept(env, sender, now)
+
+    def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> None:
+        key = (env.origin, env.msg_id)
+        held = Held(env, [upstream] if upstream is not None else [])
+        resp = self.table.is_responsible(env.dest)
+        if resp is None:
+            resp = bool(env.flags & Flags.FINAL) or env.dest == self.me.id
+        if resp:
+            self._deliver(key, held, now)
+            return
+        if upstream is not None and len(self._custody) >= self.config.max_custody and not (
+            env.flags & Flags.ERROR
+        ):
+            self.stats.congested += 1
+            self._finish(key, held, now)
+            self._report(env, ErrorCode.CONGESTED, now)
+            return
+        self._forward(key, held, now)
+
+    def _forward(self, key: Key, held: Held, now: float) -> None:
+        env = held.envelope
+        if env.ttl <= 0:
+            self.stats.ttl_expired += 1
+            self._fail(key, held, ErrorCode.TTL_EXPIRED, now)
+            return
+        route = None
+        pred = self.table.predecessor
+        if (env.flags & Flags.FINAL and held.upstreams and pred is not None
+                and pred.id not in held.excluded
+                and self.space.in_half_open(env.dest, held.upstreams[0].id, pred.id)):
+            # The sender thought we were responsible, but a node has joined between it and
+            # us since: the key belongs to our new predecessor.
+            route = (pred, True)
+        if route is None:
+            route = self.table.next_hop(env.dest, frozenset(held.excluded))
+        if route is None:
+            if self.table.alone:
+                self._deliver(key, held, now)
+            else:
+                self._fail(key, held, ErrorCode.NO_ROUTE, now)
+            return
+        hop, final = route
+        flags = (env.flags | Flags.FINAL) if final else (env.flags & ~Flags.FINAL)
+        fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, env.hops + 1, flags,
+                       env.payload, env.trace)
+        self._custody.put_sent(key, held, hop, now + self.config.ack_timeout)
+        self._out.append((hop, fwd))
+        self.stats.forwarded += 1
+
+    def _deliver(self, key: Key, held: Held, now: float) -> None:
+        env = held.envelope
+        self._mark_done(key, now)
+        self.stats.delivered += 1
+        for u in held.upstreams:
+            self._ack_done(u, key)
+        if env.flags & Flags.ERROR:
+            if env.dest == self.me.id:
+                try:
+                    self._events.append(Undeliverable(self.codec.decode_error_report(env.payload)))
+                except MalformedMessage:
+                    self.stats.malformed += 1
+            else:
+                self.stats.orphan_errors += 1  # its origin is gone; nobody to tell
+            return
+        if env.flags & Flags.PROBE:
+            if env.flags & Flags.REPLY:
+                if env.dest == self.me.id:
+                    self._on_probe_reply(env)
+            else:
+                self._answer_probe(env, now)
+            return
+        self._events.append(Delivered(env))
+        if not held.upstreams:
+            self._events.append(Confirmed(env.msg_id, env.dest))
+
+    def _on_ack(self, sender: NodeRef, ack: Ack, now: float) -> None:
+        custody = self._custody
+        if not ack.done:
+            deadline = now + self.config.custody_timeout
+            for key in ack.ids:
+                custody.mark_received(key, sender.id, deadline)
+            return
+        for key in ack.ids:
+            held = custody.pop_done(key, sender.id)
+            if held is None:
+                continue
+            self._mark_done(key, now)
+            for u in held.upstreams:
+                self._ack_done(u, key)
+            env = held.envelope
+            if not held.upstreams and not env.flags & (Flags.ERROR | Flags.PROBE):
+                self._events.append(Confirmed(env.msg_id, env.dest))
+
+    def _expire_custody(self, now: float) -> None:
+        if not len(self._custody):
+            return
+        unconfirmed, undelivered = self._custody.expired(now)
+        for key in unconfirmed:
+            held = self._custody.get(key)
+            if held is not None and held.hop is not None and held.deadline <= now:
+                # Silence from the next hop: suspect it; that re-routes all it holds of ours
+                # (so later keys of this list may already be on their way elsewhere).
+                self._suspect(held.hop, "no ack", now)
+        for key in undelivered:
+            held = self._custody.get(key)
+            if held is not None and held.deadline <= now:
+                self.stats.retransmitted += 1
+                self._retry(key, held, now, exclude_hop=False)
+
+    def _retry(self, key: Key, held: Held, now: float, *, exclude_hop: bool) -> None:
+        held.attempts += 1
+        if exclude_hop and held.hop is not None:
+            held.excluded.add(held.hop.id)
+        if held.attempts > self.config.max_retries:
+            self._custody.remove(key)
+            self._fail(key, held, ErrorCode.RETRIES_EXHAUSTED, now)
+            return
+        self._forward(key, held, now)
+
+    def _fail(self, key: Key, held: Held, code: ErrorCode, now: float) -> None:
+        self._custody.remove(key)
+        self._finish(key, held, now)
+        self.stats.undeliverable += 1
+        self._report(held.envelope, code, now)
+
+    def _finish(self, key: Key, held: Held, now: float) -> None:
+        self._mark_done(key, now)
+        for u in held.upstreams:
+            self._ack_done(u, key)
+
+    def _report(self, env: Envelope, code: ErrorCode, now: float) -> None:
+        """Tell an envelope's origin it could not be delivered (never about an error)."""
+        if env.flags & Flags.ERROR:
+            return
+        report = ErrorReport(code, env.msg_id, env.dest, self.me.id)
+        if env.origin == self.me.id:
+            self._events.append(Undeliverable(report))
+            return
+        if self.state is not NodeState.ACTIVE and self.state is not NodeState.LEAVING:
+            return
+        err = Envelope(self._new_msg_id(), self.me.id, env.origin, self.config.default_ttl, 0,
+                       Flags.ERROR, self.codec.encode_error_report(report))
+        self._accept(err, None, now)
+
+    def _answer_probe(self, env: Envelope, now: float) -> None:
+        payload = self.codec.encode_probe_reply(env.msg_id, env.dest, env.hops, env.trace)
+        reply = Envelope(self._new_msg_id(), self.me.id, env.origin, self.config.default_ttl, 0,
+                         Flags.PROBE | Flags.REPLY, payload)
+        if env.origin == self.me.id:
+            self._on_probe_reply(reply)
+            return
+        self._accept(reply, None, now)
+
+    def _on_probe_reply(self, env: Envelope) -> None:
+        try:
+            msg_id, dest, hops, trace = self.codec.decode_probe_reply(env.payload)
+        except MalformedMessage:
+            self.stats.malformed += 1
+            return
+        self._events.append(ProbeResult(msg_id, dest, trace, hops))
+
+    def _ack_done(self, peer: NodeRef, key: Key) -> None:
+        acks = self._done_acks.get(peer)
+        if acks is None:
+            self._done_acks[peer] = [key]
+        else:
+            acks.append(key)
+
+    def _mark_done(self, key: Key, now: float) -> None:
+        done = self._done
+        done[key] = now + self.config.seen_ttl
+        if len(done) > self.config.seen_capacity:
+            del done[next(iter(done))]
+
+    def _prune_done(self, now: float) -> None:
+        done = self._done
+        while done:
+            k = next(iter(done))
+            if done[k] > now:
+                break
+            del done[k]
+
+    def _new_msg_id(self) -> int:
+        self._next_msg = (self._next_msg + 1) & ((1 << 64) - 1)
+        return self._next_msg
+
+    # == failure handling ====================================================================
+
+    def _suspect(self, peer: NodeRef, reason: str, now: float) -> None:
+        if peer.id == self.me.id:
+            return
+        table = self.table
+        held_keys = self._custody.held_by(peer.id)
+        if not table.knows(peer.id) and not held_keys:
+            return
+        self.stats.suspected += 1
+        old_succ, old_pred = table.successor, table.predecessor
+        table.remove(peer.id)
+        if table.alone:
+            fallback = table.closest_known_after_me()
+            if fallback is not None:
+                table.set_successors([fallback])
+        self._events.append(PeerSuspected(peer, reason))
+        self._note_neighbour_changes(old_succ, old_pred)
+        for key in held_keys:
+            held = self._custody.get(key)
+            if held is not None:
+                self.stats.rerouted += 1
+                self._retry(key, held, now, exclude_hop=True)
+
+    def _note_neighbour_changes(self, old_succ: NodeRef | None, old_pred: NodeRef | None) -> None:
+        t = self.table
+        if t.successor != old_succ:
+            self._events.append(SuccessorChanged(old_succ, t.successor))
+        if t.predecessor != old_pred:
+            self._events.append(PredecessorChanged(old_pred, t.predecessor))
+
+    # == maintenance =========================================================================
+
+    def _start_maintenance(self, now: float) -> None:
+        c = self.config
+        self._t_stabilize = now
+        self._t_fingers = now + self._period(c.fix_fingers_interval)
+        self._t_check_pred = now + self._period(c.check_predecessor_interval)
+        self._t_prune = now + c.seen_ttl / 4
+
+    def _period(self, interval: float) -> float:
+        j = self.config.jitter
+        if not j:
+            return interval
+        return interval * (1.0 - j + 2.0 * j * self._rng.random())
+
+    def _stabilize(self, now: float) -> None:
+        t = self.table
+        succ = t.successor
+        if succ is None:
+            if t.predecessor is not None:
+                # Alone until now: whoever notified us is our successor too (a two-node ring).
+                old = t.successor
+                t.set_successors([t.predecessor])
+                self._note_neighbour_changes(old, t.predecessor)
+                self._out.append((t.predecessor, Notify()))
+            return
+        self._rpc(succ, GetNeighbours, _Purpose.STABILIZE, now)
+
+    def _on_neighbours(self, sender: NodeRef, msg: Neighbours, now: float) -> None:
+        rpc = self._pop_rpc(msg.req_id, sender)
+        if rpc is None or rpc.purpose is not _Purpose.STABILIZE:
+            return
+        t = self.table
+        old_succ, old_pred = t.successor, t.predecessor
+        if old_succ is None or old_succ.id != sender.id:
+            return  # our successor changed while the question was in flight
+        candidates = [sender, *msg.successors]
+        x = msg.predecessor
+        adopted = False
+        if x is not None and x.id != self.me.id and self.space.in_open(x.id, self.me.id, sender.id):
+            candidates.insert(0, x)
+            adopted = True
+        t.set_successors(candidates)
+        self._note_neighbour_changes(old_succ, old_pred)
+        if t.successor is not None:
+            self._out.append((t.successor, Notify()))
+        if adopted and self._t_stabilize is not None:
+            self._t_stabilize = now  # fetch the new successor's list at once
+
+    def _on_get_neighbours(self, sender: NodeRef, msg: GetNeighbours, now: float) -> None:
+        t = self.table
+        self._out.append((sender, Neighbours(msg.req_id, t.predecessor,
+                                             tuple(t.successors[: t.r - 1]))))
+
+    def _on_notify(self, sender: NodeRef, msg: Notify, now: float) -> None:
+        if self.state is not NodeState.ACTIVE:
+            return
+        t = self.table
+        old_succ, old_pred = t.successor, t.predecessor
+        if old_pred is None or self.space.in_open(sender.id, old_pred.id, self.me.id):
+            t.set_predecessor(sender)
+        if t.alone:
+            t.set_successors([sender])
+        self._note_neighbour_changes(old_succ, old_pred)
+
+    def _on_leave(self, sender: NodeRef, msg: Leave, now: float) -> None:
+        t = self.table
+        old_succ, old_pred = t.successor, t.predecessor
+        was_pred = old_pred is not None and old_pred.id == sender.id
+        was_succ = old_succ is not None and old_succ.id == sender.id
+        rest = [s for s in t.successors if s.id != sender.id]
+        t.remove(sender.id)
+        if was_pred and msg.predecessor is not None:
+            t.set_predecessor(msg.predecessor)
+        if was_succ:
+            t.set_successors([s for s in msg.successors if s.id != sender.id] + rest)
+            if self._t_stabilize is not None:
+                self._t_stabilize = now
+        self._note_neighbour_changes(old_succ, old_pred)
+
+    def _check_predecessor(self, now: float) -> None:
+        pred = self.table.predecessor
+        if pred is not None:
+            self._rpc(pred, Ping, _Purpose.CHECK_PREDECESSOR, now)
+
+    def _on_ping(self, sender: NodeRef, msg: Ping, now: float) -> None:
+        self._out.append((sender, Pong(msg.req_id)))
+
+    def _on_pong(self, sender: NodeRef, msg: Pong, now: float) -> None:
+        self._pop_rpc(msg.req_id, sender)
+
+    def _fix_finger(self, now: float) -> None:
+        t = self.table
+        if t.alone:
+            return
+        lo, bits = t.first_finger_index(), self.space.bits
+        if lo >= bits:
+            return
+        i = self._next_finger
+        if not lo <= i < bits:
+            i = lo
+        self._send_lookup(self.space.finger_start(self.me.id, i), _Purpose.FINGER, now,
+                          finger_index=i)
+
+    def _set_fingers_from(self, i: int, node: NodeRef) -> None:
+        """finger[i] = node, and every later finger whose start ``node`` also succeeds."""
+        t, space, me = self.table, self.space, self.me.id
+        bits = space.bits
+        t.set_finger(i, node)
+        j = i + 1
+        while j < bits and space.in_half_open(space.finger_start(me, j), me, node.id):
+            t.set_finger(j, node)
+            j += 1
+        self._next_finger = j if j < bits else t.first_finger_index()
+
+    # == lookups =============================================================================
+
+    def _send_lookup(self, key: int, purpose: _Purpose, now: float, *,
+                     via: NodeRef | None = None, finger_index: int = -1) -> int:
+        req = self._new_req()
+        if via is None:
+            if self.table.is_responsible(key):
+                self._lookup_result(purpose, req, key, self.me, 0, now, finger_index)
+                return req
+            route = self.table.next_hop(key)
+            if route is None:
+                self._lookup_result(purpose, req, key, self.me, 0, now, finger_index)
+                return req
+            via, final = route
+            if final:
+                self._lookup_result(purpose, req, key, via, 0, now, finger_index)
+                return req
+        self._out.append((via, FindSuccessor(req, key, self.me, 1, self.config.default_ttl)))
+        self._add_rpc(req, _Rpc(purpose, via, now + self.config.lookup_timeout, key, finger_index))
+        return req
+
+    def _on_find_successor(self, sender: NodeRef, msg: FindSuccessor, now: float) -> None:
+        if self.state is not NodeState.ACTIVE and self.state is not NodeState.LEAVING:
+            return
+        t = self.table
+        if t.is_responsible(msg.key):
+            self._out.append((msg.requester, FoundSuccessor(msg.req_id, msg.key, self.me, msg.hops)))
+            return
+        route = t.next_hop(msg.key)
+        if route is None:
+            self._out.append((msg.requester, FoundSuccessor(msg.req_id, msg.key, self.me, msg.hops)))
+            return
+        hop, final = route
+        if final:
+            self._out.append((msg.requester, FoundSuccessor(msg.req_id, msg.key, hop, msg.hops)))
+        elif msg.ttl > 1:
+            self._out.append((hop, FindSuccessor(msg.req_id, msg.key, msg.requester,
+                                                 msg.hops + 1, msg.ttl - 1)))
+
+    def _on_found_successor(self, sender: NodeRef, msg: FoundSuccessor, now: float) -> None:
+        rpc = self._rpcs.get(msg.req_id)
+        if rpc is None or rpc.key != msg.key or rpc.purpose not in _LOOKUPS:
+            return
+        del self._rpcs[msg.req_id]
+        self._lookup_result(rpc.purpose, msg.req_id, msg.key, msg.successor, msg.hops, now,
+                            rpc.finger_index)
+
+    def _lookup_result(self, purpose: _Purpose, req: int, key: int, succ: NodeRef, hops: int,
+                       now: float, finger_index: int) -> None:
+        if purpose is _Purpose.JOIN:
+            if self.state is not NodeState.JOINING:
+                return
+            if succ.id == self.me.id:
+                self._events.append(JoinFailed(f"node id {self.space.short(self.me.id)} in use"))
+                self.state = NodeState.IDLE
+                return
+            self.table.set_successors([succ])
+            self.state = NodeState.ACTIVE
+            self._events.append(Joined(succ))
+            self._events.append(SuccessorChanged(None, succ))
+            self._start_maintenance(now)
+        elif purpose is _Purpose.FINGER:
+            if finger_index >= 0 and succ.id != self.me.id:
+                self._set_fingers_from(finger_index, succ)
+        else:
+            self._events.append(LookupDone(req, key, succ, hops))
+
+    # == requests and their time limits ======================================================
+
+    def _new_req(self) -> int:
+        self._next_req = (self._next_req + 1) & ((1 << 64) - 1)
+        return self._next_req
+
+    def _rpc(self, peer: NodeRef, kind: type, purpose: _Purpose, now: float) -> None:
+        req = self._new_req()
+        self._out.append((peer, kind(req)))
+        self._add_rpc(req, _Rpc(purpose, peer, now + self.config.rpc_timeout))
+
+    def _add_rpc(self, req: int, rpc: _Rpc) -> None:
+        self._rpcs[req] = rpc
+        heapq.heappush(self._rpc_heap, (rpc.deadline, req))
+
+    def _pop_rpc(self, req: int, sender: NodeRef) -> _Rpc | None:
+        rpc = self._rpcs.get(req)
+        if rpc is None or rpc.peer is None or rpc.peer.id != sender.id:
+            return None
+        del self._rpcs[req]
+        return rpc
+
+    def _expire_rpcs(self, now: float) -> None:
+        heap = self._rpc_heap
+        while heap and heap[0][0] <= now:
+            deadline, req = heapq.heappop(heap)
+            rpc = self._rpcs.get(req)
+            if rpc is None or rpc.deadline != deadline:
+                continue
+            del self._rpcs[req]
+            self._on_rpc_timeout(req, rpc, now)
+
+    def _on_rpc_timeout(self, req: int, rpc: _Rpc, now: float) -> None:
+        p = rpc.purpose
+        if p is _Purpose.STABILIZE or p is _Purpose.CHECK_PREDECESSOR or p is _Purpose.LIVENESS:
+            if rpc.peer is not None:
+                self._suspect(rpc.peer, f"{p.value} timeout", now)
+            if p is _Purpose.STABILIZE and self._t_stabilize is not None:
+                self._t_stabilize = now  # try the next successor straight away
+            return
+        if p is _Purpose.JOIN:
+            if self.state is not NodeState.JOINING or self._bootstrap is None:
+                return
+            if self._join_attempts >= self.config.join_attempts:
+                self.state = NodeState.IDLE
+                self._events.append(JoinFailed(
+                    f"no answer from {self._bootstrap.addr} after {self._join_attempts} attempts"))
+                return
+            self._join_attempts += 1
+            self._send_lookup(self.me.id, _Purpose.JOIN, now, via=self._bootstrap)
+            return
+        self.stats.lookups_failed += 1
+        if p is _Purpose.USER:
+            self._events.append(LookupFailed(req, rpc.key))
+        if rpc.peer is not None and self.table.knows(rpc.peer.id):
+            # Somewhere on the path a node is gone; find out whether it is the first hop.
+            self._rpc(rpc.peer, Ping, _Purpose.LIVENESS, now)
+
+    def _require(self, state: NodeState, what: str) -> None:
+        if self.state is not state:
+            raise RuntimeError(f"cannot {what} while {self.state.value}")
+
+    def _on_hello(self, sender: NodeRef, msg: Hello, now: float) -> None:
+        pass  # link setup is the shell's business
+
+    _handlers = {
+        FindSuccessor: _on_find_successor,
+        FoundSuccessor: _on_found_successor,
+        GetNeighbours: _on_get_neighbours,
+        Neighbours: _on_neighbours,
+        Notify: _on_notify,
+        Ping: _on_ping,
+        Pong: _on_pong,
+        Leave: _on_leave,
+        Hello: _on_hello,
+    }
