@@ -62,17 +62,22 @@ class ErrorReport:
     at_node: int
 
 
+class AckKind(enum.IntEnum):
+    RECEIVED = 0  # the next hop has them and is alive: keep waiting
+    DELIVERED = 1  # they reached their destination: drop the copies
+    FAILED = 2  # given up downstream (the origin gets an error report): drop the copies
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
     """Acknowledgements of envelopes, batched: ``ids`` are (origin, msg_id) pairs.
 
-    Two phases. ``done=False``: the next hop received them (it is alive, keep waiting).
-    ``done=True``: they were delivered further on, so the sender may drop its copies.
-    Holding a copy until delivery is what lets an envelope survive the death of any node
-    on its path.
+    A sender keeps its copy until DELIVERED or FAILED comes back, not merely RECEIVED:
+    holding a copy until the outcome is known is what lets an envelope survive the death
+    of any node on its path.
     """
 
-    done: bool
+    kind: AckKind
     ids: tuple[tuple[int, int], ...]
 
 

@@ -43,6 +43,7 @@ from .events import (
 )
 from .messages import (
     Ack,
+    AckKind,
     Envelope,
     ErrorCode,
     ErrorReport,
@@ -132,10 +133,11 @@ class RingNode:
         self._rng = rng if rng is not None else random.Random(me.id)
         self._out: list[tuple[NodeRef, Message]] = []
         self._events: list[Event] = []
-        self._recv_acks: dict[NodeRef, list[Key]] = {}
-        self._done_acks: dict[NodeRef, list[Key]] = {}
+        # Acks waiting to be batched, per kind: RECEIVED, DELIVERED, FAILED.
+        self._acks: tuple[dict[NodeRef, list[Key]], ...] = ({}, {}, {})
         self._custody = CustodyStore()
-        self._done: dict[Key, float] = {}  # finished (delivered or handed on) -> forget at
+        # Finished envelopes (outcome known) -> (forget at, delivered?), for duplicates.
+        self._done: dict[Key, tuple[float, bool]] = {}
         self._rpcs: dict[int, _Rpc] = {}
         self._rpc_heap: list[tuple[float, int]] = []
         self._next_req = 1
@@ -153,11 +155,11 @@ class RingNode:
     def take_outputs(self) -> list[tuple[NodeRef, Message]]:
         """Messages to send, each addressed to a node. Acks are batched per peer."""
         out = self._out
-        for done, acks in ((False, self._recv_acks), (True, self._done_acks)):
+        for kind, acks in zip(AckKind, self._acks):
             if acks:
                 for peer, keys in acks.items():
                     for i in range(0, len(keys), ACK_BATCH):
-                        out.append((peer, Ack(done, tuple(keys[i : i + ACK_BATCH]))))
+                        out.append((peer, Ack(kind, tuple(keys[i : i + ACK_BATCH]))))
                 acks.clear()
         self._out = []
         return out
@@ -284,11 +286,7 @@ class RingNode:
             # Not part of the ring yet: stay silent, so the sender suspects us and re-routes.
             return
         key = (env.origin, env.msg_id)
-        acks = self._recv_acks.get(sender)
-        if acks is None:
-            self._recv_acks[sender] = [key]
-        else:
-            acks.append(key)
+        self._ack(AckKind.RECEIVED, sender, key)
         held = self._custody.get(key)
         if held is not None:
             # Already ours: a retransmission, or it came round a loop. Answer once we are done.
@@ -299,9 +297,10 @@ class RingNode:
             if sender not in held.upstreams:
                 held.upstreams.append(sender)
             return
-        if key in self._done:
+        finished = self._done.get(key)
+        if finished is not None:
             self.stats.duplicates += 1
-            self._ack_done(sender, key)
+            self._ack(AckKind.DELIVERED if finished[1] else AckKind.FAILED, sender, key)
             return
         if env.flags & Flags.TRACE and len(env.trace) < self.codec.max_trace:
             env = replace(env, trace=env.trace + (self.me.id,))
@@ -310,20 +309,26 @@ class RingNode:
     def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> None:
         key = (env.origin, env.msg_id)
         held = Held(env, [upstream] if upstream is not None else [])
+        if (upstream is not None and len(self._custody) >= self.config.max_custody
+                and not env.flags & Flags.ERROR and not self._responsible(env)):
+            self.stats.congested += 1
+            self._fail(key, held, ErrorCode.CONGESTED, now)
+            return
+        self._dispatch(key, held, now)
+
+    def _responsible(self, env: Envelope) -> bool:
         resp = self.table.is_responsible(env.dest)
         if resp is None:
-            resp = bool(env.flags & Flags.FINAL) or env.dest == self.me.id
-        if resp:
+            return bool(env.flags & Flags.FINAL) or env.dest == self.me.id
+        return resp
+
+    def _dispatch(self, key: Key, held: Held, now: float) -> None:
+        """Deliver here or forward: asked afresh on every attempt, as the ring may have moved."""
+        if self._responsible(held.envelope):
+            self._custody.remove(key)
             self._deliver(key, held, now)
-            return
-        if upstream is not None and len(self._custody) >= self.config.max_custody and not (
-            env.flags & Flags.ERROR
-        ):
-            self.stats.congested += 1
-            self._finish(key, held, now)
-            self._report(env, ErrorCode.CONGESTED, now)
-            return
-        self._forward(key, held, now)
+        else:
+            self._forward(key, held, now)
 
     def _forward(self, key: Key, held: Held, now: float) -> None:
         env = held.envelope
@@ -343,6 +348,7 @@ class RingNode:
             route = self.table.next_hop(env.dest, frozenset(held.excluded))
         if route is None:
             if self.table.alone:
+                self._custody.remove(key)
                 self._deliver(key, held, now)
             else:
                 self._fail(key, held, ErrorCode.NO_ROUTE, now)
@@ -357,10 +363,8 @@ class RingNode:
 
     def _deliver(self, key: Key, held: Held, now: float) -> None:
         env = held.envelope
-        self._mark_done(key, now)
+        self._finish(key, held, now, delivered=True)
         self.stats.delivered += 1
-        for u in held.upstreams:
-            self._ack_done(u, key)
         if env.flags & Flags.ERROR:
             if env.dest == self.me.id:
                 try:
@@ -383,20 +387,19 @@ class RingNode:
 
     def _on_ack(self, sender: NodeRef, ack: Ack, now: float) -> None:
         custody = self._custody
-        if not ack.done:
+        if ack.kind is AckKind.RECEIVED:
             deadline = now + self.config.custody_timeout
             for key in ack.ids:
                 custody.mark_received(key, sender.id, deadline)
             return
+        delivered = ack.kind is AckKind.DELIVERED
         for key in ack.ids:
             held = custody.pop_done(key, sender.id)
             if held is None:
                 continue
-            self._mark_done(key, now)
-            for u in held.upstreams:
-                self._ack_done(u, key)
+            self._finish(key, held, now, delivered=delivered)
             env = held.envelope
-            if not held.upstreams and not env.flags & (Flags.ERROR | Flags.PROBE):
+            if delivered and not held.upstreams and not env.flags & (Flags.ERROR | Flags.PROBE):
                 self._events.append(Confirmed(env.msg_id, env.dest))
 
     def _expire_custody(self, now: float) -> None:
@@ -420,21 +423,25 @@ class RingNode:
         if exclude_hop and held.hop is not None:
             held.excluded.add(held.hop.id)
         if held.attempts > self.config.max_retries:
-            self._custody.remove(key)
             self._fail(key, held, ErrorCode.RETRIES_EXHAUSTED, now)
             return
-        self._forward(key, held, now)
+        self._dispatch(key, held, now)
 
     def _fail(self, key: Key, held: Held, code: ErrorCode, now: float) -> None:
         self._custody.remove(key)
-        self._finish(key, held, now)
+        self._finish(key, held, now, delivered=False)
         self.stats.undeliverable += 1
         self._report(held.envelope, code, now)
 
-    def _finish(self, key: Key, held: Held, now: float) -> None:
-        self._mark_done(key, now)
+    def _finish(self, key: Key, held: Held, now: float, *, delivered: bool) -> None:
+        """The outcome is known: remember it and tell everyone who handed us the envelope."""
+        done = self._done
+        done[key] = (now + self.config.seen_ttl, delivered)
+        if len(done) > self.config.seen_capacity:
+            del done[next(iter(done))]
+        kind = AckKind.DELIVERED if delivered else AckKind.FAILED
         for u in held.upstreams:
-            self._ack_done(u, key)
+            self._ack(kind, u, key)
 
     def _report(self, env: Envelope, code: ErrorCode, now: float) -> None:
         """Tell an envelope's origin it could not be delivered (never about an error)."""
@@ -467,24 +474,19 @@ class RingNode:
             return
         self._events.append(ProbeResult(msg_id, dest, trace, hops))
 
-    def _ack_done(self, peer: NodeRef, key: Key) -> None:
-        acks = self._done_acks.get(peer)
-        if acks is None:
-            self._done_acks[peer] = [key]
+    def _ack(self, kind: AckKind, peer: NodeRef, key: Key) -> None:
+        pending = self._acks[kind]
+        keys = pending.get(peer)
+        if keys is None:
+            pending[peer] = [key]
         else:
-            acks.append(key)
-
-    def _mark_done(self, key: Key, now: float) -> None:
-        done = self._done
-        done[key] = now + self.config.seen_ttl
-        if len(done) > self.config.seen_capacity:
-            del done[next(iter(done))]
+            keys.append(key)
 
     def _prune_done(self, now: float) -> None:
         done = self._done
         while done:
             k = next(iter(done))
-            if done[k] > now:
+            if done[k][0] > now:
                 break
             del done[k]
 

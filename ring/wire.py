@@ -25,6 +25,7 @@ from .keyspace import KeySpace
 from .messages import (
     WIRE_VERSION,
     Ack,
+    AckKind,
     Envelope,
     ErrorCode,
     ErrorReport,
@@ -45,6 +46,7 @@ from .messages import (
 HEADER = 4
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB, the stanza limit Prosody uses, plus headroom below it
 MAX_FRAME_LIMIT = (1 << 32) - 1
+_ACK_KINDS = frozenset(int(k) for k in AckKind)
 _KNOWN_FLAGS = int(Flags.TRACE | Flags.ERROR | Flags.FINAL | Flags.PROBE | Flags.REPLY)
 
 
@@ -129,7 +131,7 @@ class WireCodec:
             return [v, 1, msg.msg_id, i(msg.origin), i(msg.dest), msg.ttl, msg.hops,
                     int(msg.flags), msg.payload, trace]
         if t is Ack:
-            return [v, 2, msg.done, [[i(o), m] for o, m in msg.ids]]
+            return [v, 2, int(msg.kind), [[i(o), m] for o, m in msg.ids]]
         if t is FindSuccessor:
             return [v, 3, msg.req_id, i(msg.key), self._ref(msg.requester), msg.hops, msg.ttl]
         if t is FoundSuccessor:
@@ -159,8 +161,7 @@ class WireCodec:
     def decode(self, body: bytes) -> Message:
         """Decode one frame body. Raises MalformedMessage or UnsupportedVersion."""
         try:
-            obj = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True,
-                                  max_buffer_size=len(body) + 1)
+            obj = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=True)
         except Exception as exc:  # msgpack raises several unrelated exception types
             raise MalformedMessage(f"undecodable msgpack: {exc.__class__.__name__}") from None
         if not isinstance(obj, list) or len(obj) < 2:
@@ -246,9 +247,9 @@ class WireCodec:
             )
         if t == 2:
             self._arity(obj, 4)
-            done, raw = obj[2], obj[3]
-            if type(done) is not bool:
-                raise MalformedMessage("ack done flag must be a boolean")
+            kind, raw = obj[2], obj[3]
+            if type(kind) is not int or kind not in _ACK_KINDS:
+                raise MalformedMessage(f"ack kind must be one of {sorted(_ACK_KINDS)}")
             if not isinstance(raw, list) or len(raw) > self.max_acks:
                 raise MalformedMessage(f"ack ids must be a list of at most {self.max_acks}")
             ids = []
@@ -256,7 +257,7 @@ class WireCodec:
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise MalformedMessage("ack id must be [origin, msg_id]")
                 ids.append((self._rid(pair[0], "ack origin"), self._int(pair[1], "ack msg_id")))
-            return Ack(done, tuple(ids))
+            return Ack(AckKind(kind), tuple(ids))
         if t == 3:
             self._arity(obj, 7)
             return FindSuccessor(

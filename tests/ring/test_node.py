@@ -1,0 +1,206 @@
+"""Behaviour of single cores and small rings: joins, forwarding, custody, failures."""
+
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from ring.config import RingConfig
+from ring.events import (Confirmed, Delivered, JoinFailed, LookupDone, PredecessorChanged,
+                         ProbeResult, Undeliverable)
+from ring.ids import name_key
+from ring.memcluster import InMemoryCluster
+from ring.messages import Ack, AckKind, Envelope, ErrorCode, FindSuccessor, Flags, NodeRef
+from ring.node import NodeState, RingNode
+
+from .helpers import build_ring
+
+
+def test_two_nodes_become_each_others_successor_and_predecessor():
+    c = build_ring(2)
+    a, b = c.active()
+    assert a.table.successor == b.me and a.table.predecessor == b.me
+    assert b.table.successor == a.me and b.table.predecessor == a.me
+
+
+def test_a_lone_node_delivers_everything_to_itself():
+    c = InMemoryCluster(seed=3)
+    n = c.add_node()
+    c.send(n.me.addr, 12345, b"hi")
+    assert [e.envelope.payload for _, e in c.events_of(Delivered)] == [b"hi"]
+    assert c.events_of(Confirmed)
+
+
+def test_sending_or_joining_in_the_wrong_state_is_a_local_error():
+    node = RingNode(NodeRef(1, "a"))
+    with pytest.raises(RuntimeError, match="cannot send while idle"):
+        node.send(5, b"x", 0.0)
+    node.create(0.0)
+    with pytest.raises(RuntimeError, match="cannot join while active"):
+        node.join(NodeRef(2, "b"), 0.0)
+    with pytest.raises(ValueError, match="over"):
+        node.send(5, b"x" * (2 << 20), 0.0)
+
+
+def test_join_through_a_dead_bootstrap_fails_after_bounded_attempts():
+    cfg = RingConfig(lookup_timeout=1.0, join_attempts=3)
+    node = RingNode(NodeRef(1, "a"), cfg)
+    node.join(NodeRef(99, "nobody"), 0.0)
+    sent = node.take_outputs()
+    assert len(sent) == 1 and isinstance(sent[0][1], FindSuccessor)
+    now, attempts = 0.0, 1
+    for _ in range(10):
+        t = node.get_timer()
+        if t is None:
+            break
+        now = t
+        node.handle_timer(now)
+        attempts += sum(isinstance(m, FindSuccessor) for _, m in node.take_outputs())
+    assert attempts == 3
+    assert node.state is NodeState.IDLE
+    assert [type(e) for e in node.take_events()] == [JoinFailed]
+    assert node.get_timer() is None
+
+
+def test_probe_reports_the_path_hop_by_hop():
+    c = build_ring(32)
+    origin = c.active()[0]
+    key = name_key(c.space, "juliet")
+    c.probe(origin.me.addr, key)
+    c.run_for(0.1)
+    [(addr, res)] = c.events_of(ProbeResult)
+    assert addr == origin.me.addr
+    assert res.trace[0] == origin.me.id
+    assert res.trace[-1] == c.responsible(key).id
+    assert res.hops == len(res.trace) - 1
+    assert len(set(res.trace)) == len(res.trace)  # no node twice
+
+
+def test_lookup_finds_the_responsible_node():
+    c = build_ring(16)
+    node = c.active()[3]
+    key = name_key(c.space, "some-room")
+    node.lookup(key, c.now)
+    c._after(node)
+    c.run_for(0.1)
+    [(_, done)] = c.events_of(LookupDone)
+    assert done.successor == c.responsible(key)
+
+
+def _far_key(c, origin, min_hops):
+    for i in range(1000):
+        key = name_key(c.space, f"far-{i}")
+        c.events.clear()
+        c.probe(origin.me.addr, key)
+        c.run_for(0.1)
+        [(_, res)] = c.events_of(ProbeResult)
+        if res.hops >= min_hops:
+            c.events.clear()
+            return key, res.trace
+    raise AssertionError("no key far enough")
+
+
+def test_ttl_exhaustion_is_reported_to_the_origin():
+    c = build_ring(32)
+    origin = c.active()[0]
+    key, _ = _far_key(c, origin, 3)
+    msg_id = c.send(origin.me.addr, key, b"x", ttl=1)
+    c.run_for(1)
+    assert not c.events_of(Delivered)
+    [(addr, ev)] = c.events_of(Undeliverable)
+    assert addr == origin.me.addr
+    assert ev.report.code is ErrorCode.TTL_EXPIRED and ev.report.msg_id == msg_id
+    assert sum(n.stats.ttl_expired for n in c.active()) == 1
+
+
+def test_a_duplicate_is_delivered_once_and_still_acknowledged():
+    c = build_ring(4)
+    a, b = c.active()[:2]
+    env = Envelope(77, a.me.id, b.me.id, 10, 1, Flags.FINAL, b"dup")
+    b.handle_message(a.me, env, c.now)
+    b.handle_message(a.me, env, c.now)
+    delivered = [e for e in b.take_events() if isinstance(e, Delivered)]
+    assert len(delivered) == 1
+    acks = [m for _, m in b.take_outputs() if isinstance(m, Ack)]
+    assert sum(len(m.ids) for m in acks if m.kind is AckKind.DELIVERED) == 2  # both senders are released
+    assert b.stats.duplicates == 1
+
+
+def test_an_envelope_that_comes_round_again_is_a_loop_and_is_not_forwarded_twice():
+    c = build_ring(8)
+    a, b, x = c.active()[:3]
+    # a key x is not responsible for, so x forwards it and keeps it in custody
+    dest = next(k for k in (name_key(c.space, str(i)) for i in range(100))
+                if c.responsible(k) != x.me)
+    env = Envelope(5, a.me.id, dest, 10, 2, Flags.NONE, b"l")
+    x.handle_message(a.me, env, c.now)
+    assert sum(isinstance(m, Envelope) for _, m in x.take_outputs()) == 1
+    assert x.custody_count == 1
+    x.handle_message(b.me, replace(env, hops=5, ttl=7), c.now)  # the same envelope, later
+    outs = x.take_outputs()
+    assert x.stats.loops == 1
+    assert not any(isinstance(m, Envelope) for _, m in outs)
+    assert [m.kind for _, m in outs] == [AckKind.RECEIVED]  # b waits for the outcome too
+
+
+def test_accepted_envelopes_survive_the_death_of_nodes_on_their_path():
+    c = build_ring(64, successor_list_length=8)
+    nodes = c.active()
+    origin = nodes[0]
+    sent = {}
+    for i in range(300):
+        key = name_key(c.space, f"k{i}")
+        sent[c.send(origin.me.addr, key, f"m{i}".encode())] = key
+    # The envelopes are now queued on the wire: kill a quarter of the ring before any arrives.
+    victims = [n.me.addr for n in nodes[1:] if n.me.addr != origin.me.addr][::4]
+    for v in victims:
+        c.crash(v)
+    c.run_for(60)
+    got = Counter((e.envelope.origin, e.envelope.msg_id) for _, e in c.events_of(Delivered))
+    live_dest = {m for m, k in sent.items() if c.responsible(k).addr not in victims}
+    delivered_ids = {mid for (_, mid) in got}
+    assert live_dest <= delivered_ids
+    assert max(got.values()) == 1  # exactly once
+    confirmed = {e.msg_id for a, e in c.events_of(Confirmed) if a == origin.me.addr}
+    assert live_dest <= confirmed
+    assert confirmed <= delivered_ids  # never confirmed without being delivered
+
+
+def test_graceful_leave_hands_neighbours_over_at_once():
+    c = build_ring(16)
+    nodes = c.ring_order()
+    leaver = c.nodes[nodes[5].addr]
+    pred, succ = c.nodes[nodes[4].addr], c.nodes[nodes[6].addr]
+    c.leave(leaver.me.addr)
+    c.pump()  # only the Leave messages: no stabilization round has run
+    assert pred.table.successor == succ.me
+    assert succ.table.predecessor == pred.me
+    assert leaver.drained
+    assert c.events_of(PredecessorChanged, [succ.me.addr])
+
+
+def test_custody_is_capped():
+    c = build_ring(8, max_custody=0)
+    origin = c.active()[0]
+    # a key two hops away at least: origin's first hop is not the responsible node
+    dest = next(k for k in (name_key(c.space, str(i)) for i in range(500))
+                if not origin.table.next_hop(k)[1])
+    msg_id = c.send(origin.me.addr, dest, b"x")
+    c.run_for(1)
+    [(addr, ev)] = c.events_of(Undeliverable)
+    assert addr == origin.me.addr
+    assert ev.report.code is ErrorCode.CONGESTED and ev.report.msg_id == msg_id
+    assert sum(n.stats.congested for n in c.active()) == 1
+    assert not c.events_of(Confirmed)
+
+
+def test_same_seed_same_run():
+    def run(seed):
+        c = build_ring(24, seed=seed, fingers=False)
+        for i in range(50):
+            c.send(c.active()[i % 24].me.addr, name_key(c.space, str(i)), b"p")
+        c.run_for(5)
+        return [(a, repr(e)) for a, e in c.events], c.messages_delivered
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)

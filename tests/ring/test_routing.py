@@ -1,0 +1,90 @@
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from ring.keyspace import KeySpace
+from ring.messages import NodeRef
+from ring.routing import RoutingTable, default_successor_list_length
+
+KS = KeySpace(16)
+ids = st.integers(0, KS.modulus - 1)
+
+
+def table_from(me, succs, fingers):
+    t = RoutingTable(KS, NodeRef(me, "me"), r=8)
+    t.set_successors(NodeRef(s, f"s{s}") for s in sorted(succs, key=lambda s: KS.distance(me, s)))
+    for i, f in enumerate(fingers):
+        t.set_finger(i, NodeRef(f, f"f{f}"))
+    return t
+
+
+@given(ids, st.lists(ids, min_size=1, max_size=10, unique=True),
+       st.lists(ids, max_size=16), ids)
+def test_next_hop_always_makes_progress(me, succs, fingers, key):
+    assume(me not in succs)
+    t = table_from(me, succs, [f for f in fingers if f != me])
+    assume(key != me)
+    hop, final = t.next_hop(key)
+    succ = t.successor.id
+    assert final == KS.in_half_open(key, me, succ)
+    if final:
+        # the last step: to the successor, which is responsible for the key
+        assert hop.id == succ
+    else:
+        # otherwise the hop lies in (me, key): strictly closer to the key than we are
+        assert KS.in_open(hop.id, me, key)
+        assert KS.distance(hop.id, key) < KS.distance(me, key)
+        # closest preceding: no known node lies strictly between the hop and the key
+        for n in t.known_nodes():
+            assert not KS.in_open(n.id, hop.id, key)
+
+
+@given(ids, st.lists(ids, min_size=2, max_size=10, unique=True), ids)
+def test_excluded_nodes_are_never_chosen(me, succs, key):
+    assume(me not in succs and key != me)
+    t = table_from(me, succs, [])
+    first = t.next_hop(key)[0]
+    nxt = t.next_hop(key, frozenset({first.id}))
+    if nxt is not None:
+        hop, final = nxt
+        assert hop.id != first.id
+        if final:  # the first live successor at or past the key takes over
+            assert KS.in_half_open(key, me, hop.id)
+        else:
+            assert KS.in_open(hop.id, me, key)
+
+
+def test_alone_means_responsible_for_everything():
+    t = RoutingTable(KS, NodeRef(5, "me"), r=8)
+    assert t.alone and t.is_responsible(12345)
+    assert t.next_hop(77) is None
+
+
+def test_responsibility_follows_the_predecessor():
+    t = table_from(100, [200], [])
+    assert t.is_responsible(50) is None  # predecessor unknown
+    t.set_predecessor(NodeRef(40, "p"))
+    assert t.is_responsible(50) and t.is_responsible(100)
+    assert not t.is_responsible(40) and not t.is_responsible(150)
+
+
+def test_remove_forgets_a_node_everywhere():
+    t = table_from(100, [200, 300], [300, 400])
+    t.set_predecessor(NodeRef(300, "s300"))
+    assert t.remove(200)  # successor changed
+    assert t.successor.id == 300
+    assert t.remove(300)
+    assert t.predecessor is None and t.successor is None
+    assert [n.id for n in t.known_nodes()] == [400]
+    assert t.closest_known_after_me().id == 400
+
+
+def test_successor_list_is_capped_deduplicated_and_excludes_self():
+    t = RoutingTable(KS, NodeRef(1, "me"), r=3)
+    t.set_successors(NodeRef(i, str(i)) for i in [2, 2, 1, 3, 4, 5])
+    assert [s.id for s in t.successors] == [2, 3, 4]
+
+
+def test_default_successor_list_length():
+    assert default_successor_list_length(10) == 8
+    assert default_successor_list_length(1024) == 20
+    assert default_successor_list_length(10**6) == 40

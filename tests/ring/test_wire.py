@@ -1,0 +1,158 @@
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ring.keyspace import KeySpace
+from ring.messages import (Ack, AckKind, Envelope, ErrorCode, ErrorReport, FindSuccessor, Flags,
+                           FoundSuccessor, GetNeighbours, Hello, Leave, Neighbours, NodeRef,
+                           Notify, Ping, Pong)
+from ring.wire import (DecoderClosed, FrameDecoder, FrameTooLarge, MalformedMessage,
+                       MessageDecoder, UnsupportedVersion, WireCodec, frame)
+
+KS = KeySpace()
+CODEC = WireCodec(KS)
+
+ids = st.integers(0, KS.modulus - 1)
+u64 = st.integers(0, (1 << 64) - 1)
+u8 = st.integers(0, 255)
+refs = st.builds(NodeRef, ids, st.text(max_size=40))
+flags = st.sampled_from([Flags(v) for v in range(32)])
+
+messages = st.one_of(
+    st.builds(Envelope, u64, ids, ids, u8, u8, flags, st.binary(max_size=300),
+              st.lists(ids, max_size=8).map(tuple)),
+    st.builds(Ack, st.sampled_from(AckKind), st.lists(st.tuples(ids, u64), max_size=20).map(tuple)),
+    st.builds(FindSuccessor, u64, ids, refs, u8, u8),
+    st.builds(FoundSuccessor, u64, ids, refs, u8),
+    st.builds(GetNeighbours, u64),
+    st.builds(Neighbours, u64, st.none() | refs, st.lists(refs, max_size=16).map(tuple)),
+    st.just(Notify()),
+    st.builds(Ping, u64),
+    st.builds(Pong, u64),
+    st.builds(Leave, st.none() | refs, st.lists(refs, max_size=16).map(tuple)),
+    st.builds(Hello, refs),
+)
+
+
+@given(messages)
+def test_every_message_round_trips(msg):
+    assert CODEC.decode(CODEC.encode(msg)) == msg
+
+
+@given(st.lists(messages, min_size=1, max_size=8), st.data())
+def test_framing_survives_every_split(msgs, data):
+    stream = b"".join(CODEC.encode_frame(m) for m in msgs)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=12)))
+    dec = MessageDecoder(CODEC)
+    out, prev = [], 0
+    for cut in [*cuts, len(stream)]:
+        dec.feed(stream[prev:cut])
+        prev = cut
+        while (m := dec.next_message()) is not None:
+            out.append(m)
+    assert out == msgs
+    assert dec.frames.buffered == 0
+
+
+def test_framing_byte_by_byte():
+    msgs = [Ping(1), Envelope(7, 1, 2, 9, 0, Flags.TRACE, b"<message/>", (1,)), Notify()]
+    stream = b"".join(CODEC.encode_frame(m) for m in msgs)
+    dec = MessageDecoder(CODEC)
+    out = []
+    for i in range(len(stream)):
+        dec.feed(stream[i : i + 1])
+        while (m := dec.next_message()) is not None:
+            out.append(m)
+    assert out == msgs
+
+
+def test_oversized_frame_closes_the_decoder():
+    dec = MessageDecoder(CODEC, max_frame=64)
+    dec.feed((65).to_bytes(4, "big") + b"x" * 10)
+    with pytest.raises(FrameTooLarge, match="65 bytes exceeds the limit of 64"):
+        dec.next_message()
+    assert dec.closed
+    with pytest.raises(DecoderClosed):
+        dec.feed(b"more")
+    with pytest.raises(DecoderClosed):
+        dec.next_message()
+
+
+def _body(obj):
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+@pytest.mark.parametrize("body, match", [
+    (b"\xc1", "undecodable"),
+    (_body({"a": 1}), "array"),
+    (_body([1]), "array"),
+    (_body([2, 8, 1]), "version 2"),
+    (_body([1, 99]), "unknown message type 99"),
+    (_body([1, 8]), "2 fields, expected 3"),
+    (_body([1, 8, -1]), "unsigned 64-bit"),
+    (_body([1, 8, "x"]), "unsigned 64-bit"),
+    (_body([1, 1, 1, b"\0" * 19, b"\0" * 20, 5, 0, 0, b"", None]), "origin must be 20 bytes"),
+    (_body([1, 1, 1, b"\0" * 20, b"\0" * 20, 5, 0, 0, "text", None]), "payload must be bytes"),
+    (_body([1, 1, 1, b"\0" * 20, b"\0" * 20, 5, 0, 64, b"", None]), "unknown envelope flags"),
+    (_body([1, 1, 1, b"\0" * 20, b"\0" * 20, 300, 0, 0, b"", None]), "ttl"),
+    (_body([1, 2, 7, []]), "ack kind"),
+    (_body([1, 2, True, []]), "ack kind"),
+    (_body([1, 6, 1, None, [[b"\0" * 20, "a"]] * 300]), "at most 256"),
+    (_body([1, 11, [b"\0" * 20, 5]]), "address must be a string"),
+])
+def test_malformed_frames_are_rejected_and_decoder_stays_usable(body, match):
+    dec = MessageDecoder(CODEC)
+    dec.feed(frame(body) + CODEC.encode_frame(Ping(5)))
+    with pytest.raises(MalformedMessage, match=match):
+        dec.next_message()
+    assert dec.next_message() == Ping(5)  # the bad frame was consumed, the next one reads
+
+
+def test_version_errors_are_a_distinct_kind():
+    with pytest.raises(UnsupportedVersion):
+        CODEC.decode(_body([7, 8, 1]))
+
+
+def test_payload_limit_is_enforced():
+    small = WireCodec(KS, max_payload=10)
+    body = small.encode(Envelope(1, 1, 1, 5, 0, Flags.NONE, b"x" * 11))
+    with pytest.raises(MalformedMessage, match="over 10 bytes"):
+        small.decode(body)
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bodies_never_escape_as_other_errors(body):
+    try:
+        CODEC.decode(body)
+    except MalformedMessage:
+        pass
+
+
+@given(st.binary(max_size=400))
+def test_arbitrary_streams_raise_only_wire_errors(stream):
+    dec = MessageDecoder(CODEC, max_frame=256)
+    dec.feed(stream)
+    for _ in range(200):
+        try:
+            if dec.next_message() is None:
+                break
+        except FrameTooLarge:
+            assert dec.closed
+            break
+        except MalformedMessage:
+            continue
+
+
+def test_error_reports_and_probe_replies_round_trip():
+    rep = ErrorReport(ErrorCode.TTL_EXPIRED, 9, 123, 456)
+    assert CODEC.decode_error_report(CODEC.encode_error_report(rep)) == rep
+    body = CODEC.encode_probe_reply(3, 77, 2, (1, 2, 77))
+    assert CODEC.decode_probe_reply(body) == (3, 77, 2, (1, 2, 77))
+    with pytest.raises(MalformedMessage):
+        CODEC.decode_error_report(b"\x93\x01\x02\x03")
+
+
+def test_frame_decoder_limits_are_checked():
+    with pytest.raises(ValueError):
+        FrameDecoder(0)
