@@ -43,6 +43,7 @@ class InMemoryCluster:
         self._timers: list[tuple[float, int, str]] = []
         self._armed: dict[str, float | None] = {}
         self._seq = 0
+        self._made = 0
 
     # -- membership -----------------------------------------------------------------------
 
@@ -50,7 +51,8 @@ class InMemoryCluster:
         """A fresh node: an Ed25519 key from the seeded RNG, its id the hash of the key."""
         priv = ed25519.Ed25519PrivateKey.from_private_bytes(self.rng.randbytes(32))
         node_id = node_id_for_key(self.space, priv.public_key())
-        return NodeRef(node_id, f"mem-{len(self.nodes)}")
+        self._made += 1
+        return NodeRef(node_id, f"mem-{self._made - 1}")
 
     def add_node(self, bootstrap: str | None = None, ref: NodeRef | None = None) -> RingNode:
         """Create a node; the first one creates the ring, later ones join through ``bootstrap``
@@ -67,6 +69,41 @@ class InMemoryCluster:
             node.join(boot.me, self.now)
         self._after(node)
         return node
+
+    def add_stable(self, n: int, *, maintenance: bool = False) -> None:
+        """Add n nodes with the routing state a converged ring would have, all at once.
+
+        Joins cost O(N log N) messages and virtual time; to measure routing over 2**14 nodes
+        or more, this fills each real core's successor list, predecessor and fingers from the
+        sorted ring instead. Routing itself still runs through the cores. Only for a cluster
+        without nodes yet.
+        """
+        if self.nodes:
+            raise RuntimeError("add_stable builds a ring from nothing")
+        refs = sorted((self.new_ref() for _ in range(n)), key=lambda r: r.id)
+        ids = [r.id for r in refs]
+        space, bits = self.space, self.space.bits
+        from bisect import bisect_left
+
+        def succ_of(key: int) -> NodeRef:
+            return refs[bisect_left(ids, key) % n]
+
+        for i, ref in enumerate(refs):
+            node = RingNode(ref, self.config, rng=random.Random(self.rng.getrandbits(64)),
+                            msg_id_base=self.rng.getrandbits(32) << 24)
+            self.nodes[ref.addr] = node
+            if n == 1:
+                node.create(self.now)
+                continue
+            t = node.table
+            t.set_successors(refs[(i + k) % n] for k in range(1, min(t.r, n - 1) + 1))
+            t.set_predecessor(refs[(i - 1) % n])
+            for f in range(t.first_finger_index(), bits):
+                t.set_finger(f, succ_of(space.finger_start(ref.id, f)))
+            node.state = NodeState.ACTIVE
+            if maintenance:
+                node._start_maintenance(self.now)
+            self._after(node)
 
     def live(self) -> list[RingNode]:
         return [n for a, n in self.nodes.items() if a not in self.crashed
@@ -155,6 +192,12 @@ class InMemoryCluster:
         msg_id = node.send(dest, payload, self.now, **kw)  # type: ignore[arg-type]
         self._after(node)
         return msg_id
+
+    def lookup(self, addr: str, key: int) -> int:
+        node = self.nodes[addr]
+        req = node.lookup(key, self.now)
+        self._after(node)
+        return req
 
     def probe(self, addr: str, dest: int) -> int:
         node = self.nodes[addr]

@@ -80,8 +80,7 @@ def test_lookup_finds_the_responsible_node():
     c = build_ring(16)
     node = c.active()[3]
     key = name_key(c.space, "some-room")
-    node.lookup(key, c.now)
-    c._after(node)
+    c.lookup(node.me.addr, key)
     c.run_for(0.1)
     [(_, done)] = c.events_of(LookupDone)
     assert done.successor == c.responsible(key)

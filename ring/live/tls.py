@@ -1,0 +1,70 @@
+"""Mutual TLS between ring nodes: both sides present a certificate from the ring's own CA.
+
+Host names are not checked (``check_hostname`` is off): a ring node is known by its id, and
+the shell checks that id against the certificate key after the handshake (``peer_node_id``).
+Only the ring CA is trusted, never the system store, and only TLS 1.3 is spoken.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..ca import node_id_of_der, node_id_of_pem_file
+from ..keyspace import KeySpace
+
+
+class PeerCertificateError(Exception):
+    """The peer's certificate is missing or does not yield a usable ring id."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+    def check(self) -> None:
+        for what, p in (("CA certificate", self.ca), ("node certificate", self.cert),
+                        ("node key", self.key)):
+            if not Path(p).is_file():
+                raise FileNotFoundError(f"{what} {p} not found")
+
+
+def _context(files: TlsFiles, purpose: ssl.Purpose) -> ssl.SSLContext:
+    proto = ssl.PROTOCOL_TLS_SERVER if purpose is ssl.Purpose.CLIENT_AUTH else ssl.PROTOCOL_TLS_CLIENT
+    ctx = ssl.SSLContext(proto)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(files.ca))
+    ctx.load_cert_chain(certfile=str(files.cert), keyfile=str(files.key))
+    return ctx
+
+
+@dataclass(frozen=True)
+class RingTls:
+    """The two contexts a node needs (accepting and dialing) and its own certified id."""
+
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    node_id: int
+
+    @classmethod
+    def load(cls, files: TlsFiles, space: KeySpace) -> RingTls:
+        files.check()
+        return cls(_context(files, ssl.Purpose.CLIENT_AUTH),
+                   _context(files, ssl.Purpose.SERVER_AUTH),
+                   node_id_of_pem_file(space, files.cert))
+
+
+def peer_node_id(ssl_object: ssl.SSLObject, space: KeySpace) -> int:
+    """The id the peer's (already CA-verified) certificate key yields."""
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        raise PeerCertificateError("peer presented no certificate")
+    try:
+        return node_id_of_der(space, der)
+    except ValueError as exc:
+        raise PeerCertificateError(str(exc)) from None
