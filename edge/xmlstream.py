@@ -180,10 +180,14 @@ class XMLStreamParser:
             return StreamError(StreamCondition.UNSUPPORTED_ENCODING, "only UTF-8 is supported")
         return StreamError(StreamCondition.NOT_WELL_FORMED, expat.ErrorString(exc.code))
 
+    def take_completed(self) -> list[Item]:
+        """Items completed before the error that closed the parser (to process them first)."""
+        items, self._items = self._items, []
+        return items
+
     def _shutdown(self) -> None:
         self._closed = True
         self._stack.clear()
-        self._items.clear()
         for name in ("StartElementHandler", "EndElementHandler", "CharacterDataHandler"):
             setattr(self._p, name, None)
 

@@ -1,0 +1,177 @@
+"""What the s2s stream machines take (configuration) and tell their driver (events).
+
+One frozen dataclass per event kind, as in h11: the shell pattern-matches on the type and
+never inspects machine internals.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+from .jid import JID
+from .xmlstream import ParserLimits
+
+
+class AuthMethod(enum.Enum):
+    DIALBACK = "dialback"
+    SASL_EXTERNAL = "sasl-external"
+
+
+@dataclass(frozen=True, slots=True)
+class S2SConfig:
+    """Policy and limits shared by every stream of one edge.
+
+    ``domains`` are the (prepared) domains the edge serves; with ``subdomains`` any name
+    under them is served too. ``tls`` means the edge has a certificate: it offers STARTTLS
+    as receiving server and asks for it as initiating server. ``require_tls`` refuses
+    dialback and stanzas on unencrypted streams.
+    """
+
+    domains: frozenset[str]
+    dialback_secret: bytes
+    subdomains: bool = True
+    tls: bool = False
+    require_tls: bool = False
+    dialback: bool = True
+    sasl_external: bool = True
+    bidi: bool = False
+    limits: ParserLimits = field(default_factory=ParserLimits)
+    handshake_timeout: float = 30.0  # connect to authenticated (or first answered verify)
+    dialback_timeout: float = 20.0  # one key verification, either side
+    close_timeout: float = 5.0  # our </stream:stream> sent, waiting for the peer's
+    max_pending_verifications: int = 64  # per stream
+    max_domain_pairs: int = 256  # authenticated (remote, local) pairs per stream
+    max_queued_stanzas: int = 1024  # outbound, while the stream is not yet authenticated
+    lang: str = "en"
+
+    def serves(self, domain: str) -> bool:
+        if domain in self.domains:
+            return True
+        if self.subdomains:
+            return any(domain.endswith("." + d) for d in self.domains)
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened:
+    """The peer's stream header arrived (again after each restart)."""
+
+    stream_id: str | None
+    peer_from: str | None
+    peer_to: str | None
+    secure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS:
+    """Start TLS on the transport now (as server for inbound, as client for outbound),
+    then call ``tls_established``. Nothing else may be sent or read in clear until then."""
+
+    server_side: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    """``remote`` may now send stanzas from its domain to ``local`` over this stream
+    (inbound), or this stream may carry stanzas from ``local`` to ``remote`` (outbound)."""
+
+    remote: str
+    local: str
+    method: AuthMethod
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationFailed:
+    """Outbound: the peer refused our dialback key or SASL. Queued stanzas come back in a
+    :class:`StanzasUnsent` event."""
+
+    remote: str
+    local: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyToVerify:
+    """Inbound: ``originating`` presented ``key`` for ``receiving`` on stream ``stream_id``.
+
+    Receiving-server role: the driver asks an authoritative server for ``originating``
+    (``OutboundStream.verify_key``) and reports with ``InboundStream.dialback_verified``."""
+
+    originating: str
+    receiving: str
+    stream_id: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVerified:
+    """Outbound: the authoritative server answered our ``<db:verify>``.
+    ``valid`` is False on ``invalid``, ``error`` or timeout (``error`` says which)."""
+
+    originating: str
+    receiving: str
+    stream_id: str
+    valid: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyAnswered:
+    """Inbound, authoritative role: we answered a ``<db:verify>`` (for logs and tests)."""
+
+    receiving: str
+    originating: str
+    stream_id: str
+    valid: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaReceived:
+    """A stanza from an authenticated domain to a served one; addresses are prepared."""
+
+    element: etree._Element = field(compare=False)
+    sender: JID
+    recipient: JID
+
+
+@dataclass(frozen=True, slots=True)
+class StanzaRejected:
+    """A stanza that cannot be delivered as sent; ``reply`` (if any) goes back to its sender
+    through the router (the inbound stream itself is one-way)."""
+
+    element: etree._Element = field(compare=False)
+    reply: etree._Element | None = field(compare=False)
+    condition: str
+
+
+@dataclass(frozen=True, slots=True)
+class StanzasUnsent:
+    """Outbound stanzas that will never leave on this stream (auth failed, stream closed)."""
+
+    elements: tuple[etree._Element, ...] = field(compare=False)
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamErrorReceived:
+    condition: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamClosed:
+    """Both directions are done: flush ``data_to_send()`` and close the transport.
+    ``error`` is the stream error we sent, if any."""
+
+    error: str | None
+    by_peer: bool
+
+
+Event = (
+    StreamOpened | StartTLS | Authenticated | AuthenticationFailed | KeyToVerify | KeyVerified
+    | VerifyAnswered | StanzaReceived | StanzaRejected | StanzasUnsent | StreamErrorReceived
+    | StreamClosed
+)
