@@ -59,9 +59,9 @@ class RingTls:
                    node_id_of_pem_file(space, files.cert))
 
 
-def peer_node_id(ssl_object: ssl.SSLObject, space: KeySpace) -> int:
+def peer_node_id(stream, space: KeySpace) -> int:  # noqa: ANN001 - SSLStream or SSLObject
     """The id the peer's (already CA-verified) certificate key yields."""
-    der = ssl_object.getpeercert(binary_form=True)
+    der = stream.getpeercert(binary_form=True)
     if not der:
         raise PeerCertificateError("peer presented no certificate")
     try:
