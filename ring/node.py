@@ -47,8 +47,12 @@ from .messages import (
     Envelope,
     ErrorCode,
     ErrorReport,
+    F_ERROR,
+    F_FINAL,
+    F_PROBE,
+    F_REPLY,
+    F_TRACE,
     FindSuccessor,
-    Flags,
     FoundSuccessor,
     GetNeighbours,
     Hello,
@@ -133,8 +137,9 @@ class RingNode:
         self._rng = rng if rng is not None else random.Random(me.id)
         self._out: list[tuple[NodeRef, Message]] = []
         self._events: list[Event] = []
-        # Acks waiting to be batched, per kind: RECEIVED, DELIVERED, FAILED.
-        self._acks: tuple[dict[NodeRef, list[Key]], ...] = ({}, {}, {})
+        # Acks waiting to be batched, per kind (RECEIVED, DELIVERED, FAILED), per peer id
+        # (an int hashes in C; a NodeRef dataclass hashes in Python).
+        self._acks: tuple[dict[int, tuple[NodeRef, list[Key]]], ...] = ({}, {}, {})
         self._custody = CustodyStore()
         # Finished envelopes (outcome known) -> (forget at, delivered?), for duplicates.
         self._done: dict[Key, tuple[float, bool]] = {}
@@ -157,7 +162,7 @@ class RingNode:
         out = self._out
         for kind, acks in zip(AckKind, self._acks):
             if acks:
-                for peer, keys in acks.items():
+                for peer, keys in acks.values():
                     for i in range(0, len(keys), ACK_BATCH):
                         out.append((peer, Ack(kind, tuple(keys[i : i + ACK_BATCH]))))
                 acks.clear()
@@ -253,7 +258,7 @@ class RingNode:
 
     # == sending =============================================================================
 
-    def send(self, dest: int, payload: bytes, now: float, *, flags: Flags = Flags.NONE,
+    def send(self, dest: int, payload: bytes, now: float, *, flags: int = 0,
              ttl: int | None = None) -> int:
         """Originate an envelope towards key ``dest``; returns its msg_id."""
         if self.state is not NodeState.ACTIVE:
@@ -262,16 +267,16 @@ class RingNode:
             raise ValueError(f"payload of {len(payload)} bytes over {self.codec.max_payload}")
         self.space.check(dest)
         msg_id = self._new_msg_id()
-        trace = (self.me.id,) if flags & Flags.TRACE else ()
+        trace = (self.me.id,) if flags & F_TRACE else ()
         env = Envelope(msg_id, self.me.id, dest, ttl or self.config.default_ttl, 0,
-                       flags & ~Flags.FINAL, payload, trace)
+                       flags & ~F_FINAL, payload, trace)
         self.stats.originated += 1
         self._accept(env, None, now)
         return msg_id
 
     def probe(self, dest: int, now: float) -> int:
         """Route a probe to ``dest``; a ProbeResult event reports the path it took."""
-        return self.send(dest, b"", now, flags=Flags.PROBE | Flags.TRACE)
+        return self.send(dest, b"", now, flags=F_PROBE | F_TRACE)
 
     def lookup(self, key: int, now: float) -> int:
         """Find the node responsible for ``key``; a LookupDone/LookupFailed event answers."""
@@ -302,7 +307,7 @@ class RingNode:
             self.stats.duplicates += 1
             self._ack(AckKind.DELIVERED if finished[1] else AckKind.FAILED, sender, key)
             return
-        if env.flags & Flags.TRACE and len(env.trace) < self.codec.max_trace:
+        if env.flags & F_TRACE and len(env.trace) < self.codec.max_trace:
             env = replace(env, trace=env.trace + (self.me.id,))
         self._accept(env, sender, now)
 
@@ -310,7 +315,7 @@ class RingNode:
         key = (env.origin, env.msg_id)
         held = Held(env, [upstream] if upstream is not None else [])
         if (upstream is not None and len(self._custody) >= self.config.max_custody
-                and not env.flags & Flags.ERROR and not self._responsible(env)):
+                and not env.flags & F_ERROR and not self._responsible(env)):
             self.stats.congested += 1
             self._fail(key, held, ErrorCode.CONGESTED, now)
             return
@@ -319,7 +324,7 @@ class RingNode:
     def _responsible(self, env: Envelope) -> bool:
         resp = self.table.is_responsible(env.dest)
         if resp is None:
-            return bool(env.flags & Flags.FINAL) or env.dest == self.me.id
+            return bool(env.flags & F_FINAL) or env.dest == self.me.id
         return resp
 
     def _dispatch(self, key: Key, held: Held, now: float) -> None:
@@ -338,7 +343,7 @@ class RingNode:
             return
         route = None
         pred = self.table.predecessor
-        if (env.flags & Flags.FINAL and held.upstreams and pred is not None
+        if (env.flags & F_FINAL and held.upstreams and pred is not None
                 and pred.id not in held.excluded
                 and self.space.in_half_open(env.dest, held.upstreams[0].id, pred.id)):
             # The sender thought we were responsible, but a node has joined between it and
@@ -354,7 +359,7 @@ class RingNode:
                 self._fail(key, held, ErrorCode.NO_ROUTE, now)
             return
         hop, final = route
-        flags = (env.flags | Flags.FINAL) if final else (env.flags & ~Flags.FINAL)
+        flags = (env.flags | F_FINAL) if final else (env.flags & ~F_FINAL)
         fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, env.hops + 1, flags,
                        env.payload, env.trace)
         self._custody.put_sent(key, held, hop, now + self.config.ack_timeout)
@@ -365,7 +370,7 @@ class RingNode:
         env = held.envelope
         self._finish(key, held, now, delivered=True)
         self.stats.delivered += 1
-        if env.flags & Flags.ERROR:
+        if env.flags & F_ERROR:
             if env.dest == self.me.id:
                 try:
                     self._events.append(Undeliverable(self.codec.decode_error_report(env.payload)))
@@ -374,8 +379,8 @@ class RingNode:
             else:
                 self.stats.orphan_errors += 1  # its origin is gone; nobody to tell
             return
-        if env.flags & Flags.PROBE:
-            if env.flags & Flags.REPLY:
+        if env.flags & F_PROBE:
+            if env.flags & F_REPLY:
                 if env.dest == self.me.id:
                     self._on_probe_reply(env)
             else:
@@ -399,7 +404,7 @@ class RingNode:
                 continue
             self._finish(key, held, now, delivered=delivered)
             env = held.envelope
-            if delivered and not held.upstreams and not env.flags & (Flags.ERROR | Flags.PROBE):
+            if delivered and not held.upstreams and not env.flags & (F_ERROR | F_PROBE):
                 self._events.append(Confirmed(env.msg_id, env.dest))
 
     def _expire_custody(self, now: float) -> None:
@@ -445,7 +450,7 @@ class RingNode:
 
     def _report(self, env: Envelope, code: ErrorCode, now: float) -> None:
         """Tell an envelope's origin it could not be delivered (never about an error)."""
-        if env.flags & Flags.ERROR:
+        if env.flags & F_ERROR:
             return
         report = ErrorReport(code, env.msg_id, env.dest, self.me.id)
         if env.origin == self.me.id:
@@ -454,13 +459,13 @@ class RingNode:
         if self.state is not NodeState.ACTIVE and self.state is not NodeState.LEAVING:
             return
         err = Envelope(self._new_msg_id(), self.me.id, env.origin, self.config.default_ttl, 0,
-                       Flags.ERROR, self.codec.encode_error_report(report))
+                       F_ERROR, self.codec.encode_error_report(report))
         self._accept(err, None, now)
 
     def _answer_probe(self, env: Envelope, now: float) -> None:
         payload = self.codec.encode_probe_reply(env.msg_id, env.dest, env.hops, env.trace)
         reply = Envelope(self._new_msg_id(), self.me.id, env.origin, self.config.default_ttl, 0,
-                         Flags.PROBE | Flags.REPLY, payload)
+                         F_PROBE | F_REPLY, payload)
         if env.origin == self.me.id:
             self._on_probe_reply(reply)
             return
@@ -476,11 +481,11 @@ class RingNode:
 
     def _ack(self, kind: AckKind, peer: NodeRef, key: Key) -> None:
         pending = self._acks[kind]
-        keys = pending.get(peer)
-        if keys is None:
-            pending[peer] = [key]
+        entry = pending.get(peer.id)
+        if entry is None:
+            pending[peer.id] = (peer, [key])
         else:
-            keys.append(key)
+            entry[1].append(key)
 
     def _prune_done(self, now: float) -> None:
         done = self._done

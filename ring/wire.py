@@ -26,11 +26,11 @@ from .messages import (
     WIRE_VERSION,
     Ack,
     AckKind,
+    F_KNOWN,
     Envelope,
     ErrorCode,
     ErrorReport,
     FindSuccessor,
-    Flags,
     FoundSuccessor,
     GetNeighbours,
     Hello,
@@ -46,8 +46,8 @@ from .messages import (
 HEADER = 4
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB, the stanza limit Prosody uses, plus headroom below it
 MAX_FRAME_LIMIT = (1 << 32) - 1
+_U64 = 1 << 64
 _ACK_KINDS = frozenset(int(k) for k in AckKind)
-_KNOWN_FLAGS = int(Flags.TRACE | Flags.ERROR | Flags.FINAL | Flags.PROBE | Flags.REPLY)
 
 
 class WireError(Exception):
@@ -119,7 +119,14 @@ class WireCodec:
         return self._packer.pack(self._to_list(msg))
 
     def encode_frame(self, msg: Message) -> bytes:
-        body = self._packer.pack(self._to_list(msg))
+        if type(msg) is Envelope:  # the hot path, inlined
+            idb = self._idb
+            trace = [x.to_bytes(idb, "big") for x in msg.trace] if msg.trace else None
+            body = self._packer.pack([WIRE_VERSION, 1, msg.msg_id, msg.origin.to_bytes(idb, "big"),
+                                      msg.dest.to_bytes(idb, "big"), msg.ttl, msg.hops, msg.flags,
+                                      msg.payload, trace])
+        else:
+            body = self._packer.pack(self._to_list(msg))
         return len(body).to_bytes(HEADER, "big") + body
 
     def _to_list(self, msg: Message) -> list[Any]:
@@ -129,7 +136,7 @@ class WireCodec:
         if t is Envelope:
             trace = [i(x) for x in msg.trace] if msg.trace else None
             return [v, 1, msg.msg_id, i(msg.origin), i(msg.dest), msg.ttl, msg.hops,
-                    int(msg.flags), msg.payload, trace]
+                    msg.flags, msg.payload, trace]
         if t is Ack:
             return [v, 2, int(msg.kind), [[i(o), m] for o, m in msg.ids]]
         if t is FindSuccessor:
@@ -216,9 +223,35 @@ class WireCodec:
             raise MalformedMessage(f"{what} must be a list of at most {self.max_successors}")
         return tuple(self._rref(r, what) for r in x)  # type: ignore[misc]
 
+    def _envelope_fast(self, obj: list[Any]) -> Envelope | None:
+        """Decode a well-formed envelope with the fewest checks that are still complete.
+
+        Returns None for anything unusual; the careful path then explains what is wrong.
+        """
+        if len(obj) != 10:
+            return None
+        _, _, msg_id, origin, dest, ttl, hops, flags, payload, trace = obj
+        idb = self._idb
+        if (type(msg_id) is not int or type(ttl) is not int or type(hops) is not int
+                or type(flags) is not int or type(origin) is not bytes or type(dest) is not bytes
+                or type(payload) is not bytes or trace is not None
+                or len(origin) != idb or len(dest) != idb
+                or not (0 <= msg_id < _U64 and 0 <= ttl < 256 and 0 <= hops < 256)
+                or flags & ~F_KNOWN or flags < 0 or len(payload) > self.max_payload):
+            return None
+        o = int.from_bytes(origin, "big")
+        d = int.from_bytes(dest, "big")
+        mod = self.space.modulus
+        if o >= mod or d >= mod:
+            return None
+        return Envelope(msg_id, o, d, ttl, hops, flags, payload, ())
+
     def _from_list(self, obj: list[Any]) -> Message:
         t = obj[1]
         if t == 1:
+            fast = self._envelope_fast(obj)
+            if fast is not None:
+                return fast
             self._arity(obj, 10)
             payload = obj[8]
             if type(payload) is not bytes:
@@ -233,7 +266,7 @@ class WireCodec:
             else:
                 raise MalformedMessage(f"trace must be a list of at most {self.max_trace} ids")
             flags = self._int(obj[7], "flags", 8)
-            if flags & ~_KNOWN_FLAGS:
+            if flags & ~F_KNOWN:
                 raise MalformedMessage(f"unknown envelope flags {flags:#x}")
             return Envelope(
                 self._int(obj[2], "msg_id"),
@@ -241,7 +274,7 @@ class WireCodec:
                 self._rid(obj[4], "dest"),
                 self._int(obj[5], "ttl", 8),
                 self._int(obj[6], "hops", 8),
-                Flags(flags),
+                flags,
                 payload,
                 trace,
             )
