@@ -1,0 +1,332 @@
+"""The trio shell around the s2s stream machines: sockets, TLS, timers and dialback plumbing.
+
+It owns no protocol logic. Per connection one task reads, feeds the machine, flushes what
+it wants to send and acts on its events; a lock makes each connection's writes and event
+handling sequential even when another task pokes its machine (a dialback answer arriving on
+an outbound stream completes an inbound one).
+
+Dialback needs this shell to serve its listener while it waits: when the ring originates,
+a peer such as Prosody verifies our key by connecting *back* to us first. Nothing here
+blocks on a verification; each runs in its own task with the machines' own timeouts.
+
+Resource handling: every connection lives in the node's nursery and is closed when its
+machine says so, when it fails, or when :meth:`S2SNode.aclose` cancels everything.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+from lxml import etree
+
+from .errors import LocalProtocolError, StreamCondition
+from .jid import parse_jid
+from .s2s_events import (
+    Authenticated,
+    KeyToVerify,
+    KeyVerified,
+    S2SConfig,
+    StanzaReceived,
+    StanzaRejected,
+    StanzasUnsent,
+    StartTLS,
+    StreamClosed,
+)
+from .s2s_inbound import InboundStream
+from .s2s_outbound import OutboundStream
+from .srv import PeerResolver, Target
+
+log = logging.getLogger(__name__)
+READ_SIZE = 65536
+CONNECT_TIMEOUT = 10.0
+TLS_HANDSHAKE_TIMEOUT = 15.0
+
+
+def cert_identities(der: bytes | None) -> frozenset[str]:
+    """DNS names and XmppAddr-less SAN dNSNames of a DER certificate (lower-cased)."""
+    if not der:
+        return frozenset()
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return frozenset()
+    return frozenset(name.lower() for name in san.get_values_for_type(x509.DNSName))
+
+
+@dataclass
+class S2SStats:
+    inbound_connections: int = 0
+    outbound_connections: int = 0
+    stanzas_in: int = 0
+    stanzas_out: int = 0
+    stream_errors_sent: int = 0
+    dialback_verified: int = 0
+    dialback_refused: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class _Conn:
+    def __init__(self, machine: InboundStream | OutboundStream, stream: trio.abc.Stream | None) -> None:
+        self.machine = machine
+        self.stream = stream
+        self.lock = trio.Lock()
+        self.scope: trio.CancelScope | None = None
+        self.connected = trio.Event()
+
+
+class S2SNode:
+    """s2s for the domains in ``config``: an inbound listener and outbound streams on demand.
+
+    ``on_stanza(event)`` receives :class:`StanzaReceived` and :class:`StanzaRejected`;
+    ``on_unsent(elements, reason)`` receives stanzas that could not leave (to bounce them).
+    ``server_ssl``/``client_ssl`` enable STARTTLS (``config.tls`` must then be true).
+    """
+
+    def __init__(self, config: S2SConfig, resolver: PeerResolver, *,
+                 on_stanza: Callable[[StanzaReceived | StanzaRejected], None] | None = None,
+                 on_unsent: Callable[[tuple[etree._Element, ...], str], None] | None = None,
+                 server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
+                 id_factory: Callable[[], str] | None = None) -> None:
+        self.config = config
+        self.resolver = resolver
+        self.on_stanza = on_stanza or (lambda ev: None)
+        self.on_unsent = on_unsent or (lambda els, reason: None)
+        self.server_ssl = server_ssl
+        self.client_ssl = client_ssl
+        self.id_factory = id_factory or (lambda: secrets.token_hex(16))
+        self.stats = S2SStats()
+        self._nursery: trio.Nursery | None = None
+        self._inbound: dict[str, _Conn] = {}  # by stream id
+        self._outbound: dict[tuple[str, str, bool], _Conn] = {}
+        self._waiting: dict[tuple[str, str, str], str] = {}  # verify ident -> inbound stream id
+        self.listen_port: int | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def run(self, host: str = "127.0.0.1", port: int = 0, *,
+                  task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen for inbound s2s until cancelled; ``task_status.started(port)``."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            self.listen_port = listeners[0].socket.getsockname()[1]
+            nursery.start_soon(trio.serve_listeners, self._handle_inbound, listeners)
+            task_status.started(self.listen_port)
+
+    async def send(self, element: etree._Element) -> None:
+        """Send a stanza to its remote domain, opening (or reusing) an authenticated stream."""
+        local, remote = parse_jid(element.get("from", "")).domain, parse_jid(element.get("to", "")).domain
+        conn = self._outbound_conn(local, remote, authenticate=True)
+        try:
+            conn.machine.send_stanza(element)
+        except LocalProtocolError:
+            # The stream was failing; start a fresh one and try once more.
+            self._outbound.pop((local, remote, True), None)
+            conn = self._outbound_conn(local, remote, authenticate=True)
+            conn.machine.send_stanza(element)
+        self.stats.stanzas_out += 1
+        await self._pump(conn)
+
+    # -- connections ------------------------------------------------------------------------
+
+    async def _handle_inbound(self, stream: trio.SocketStream) -> None:
+        now = trio.current_time()
+        machine = InboundStream(self.config, now, self.id_factory)
+        conn = _Conn(machine, stream)
+        self.stats.inbound_connections += 1
+        try:
+            await self._loop(conn)
+        finally:
+            if machine.stream_id:
+                self._inbound.pop(machine.stream_id, None)
+            await trio.aclose_forcefully(conn.stream)
+
+    def _outbound_conn(self, local: str, remote: str, authenticate: bool) -> _Conn:
+        key = (local, remote, authenticate)
+        conn = self._outbound.get(key)
+        if conn is not None and not conn.machine.closed:
+            return conn
+        machine = OutboundStream(self.config, local, remote, trio.current_time(), authenticate=authenticate)
+        conn = _Conn(machine, None)
+        self._outbound[key] = conn
+        assert self._nursery is not None, "S2SNode.run() is not running"
+        self._nursery.start_soon(self._run_outbound, conn, key)
+        return conn
+
+    async def _run_outbound(self, conn: _Conn, key: tuple[str, str, bool]) -> None:
+        machine = conn.machine
+        assert isinstance(machine, OutboundStream)
+        self.stats.outbound_connections += 1
+        try:
+            targets = self.resolver.static(machine.remote)
+            if targets is None:
+                targets = await trio.to_thread.run_sync(self.resolver.resolve_blocking, machine.remote)
+            conn.stream = await self._connect(targets)
+            if conn.stream is None:
+                machine.receive_data(b"", trio.current_time())
+                await self._handle_events(conn)
+                return
+            machine.start(trio.current_time())
+            conn.connected.set()
+            await self._loop(conn)
+        finally:
+            if self._outbound.get(key) is conn:
+                del self._outbound[key]
+            if conn.stream is not None:
+                await trio.aclose_forcefully(conn.stream)
+
+    async def _connect(self, targets: list[Target]) -> trio.abc.Stream | None:
+        for target in targets:
+            with trio.move_on_after(CONNECT_TIMEOUT):
+                try:
+                    stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+                except OSError as exc:
+                    log.info("s2s connect to %s:%s failed: %s", target.host, target.port, exc)
+                    continue
+                if target.direct_tls:
+                    if self.client_ssl is None:
+                        await trio.aclose_forcefully(stream)
+                        continue
+                    stream = trio.SSLStream(stream, self.client_ssl, server_hostname=None)
+                    await stream.do_handshake()
+                return stream
+        return None
+
+    async def _loop(self, conn: _Conn) -> None:
+        machine = conn.machine
+        await self._pump(conn)
+        while not machine.closed:
+            deadline = machine.get_timer()
+            with trio.move_on_at(deadline if deadline is not None else float("inf")) as scope:
+                conn.scope = scope
+                try:
+                    data = await conn.stream.receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                    data = b""
+                async with conn.lock:
+                    machine.receive_data(data, trio.current_time())
+            conn.scope = None
+            if scope.cancelled_caught:
+                async with conn.lock:
+                    machine.handle_timer(trio.current_time())
+            await self._pump(conn)
+        await self._pump(conn)
+
+    async def _pump(self, conn: _Conn) -> None:
+        """Flush the machine's bytes and act on its events (serialised per connection)."""
+        async with conn.lock:
+            await self._flush(conn)
+            await self._handle_events(conn)
+            await self._flush(conn)
+        if conn.scope is not None:
+            deadline = conn.machine.get_timer()
+            conn.scope.deadline = deadline if deadline is not None else float("inf")
+
+    async def _flush(self, conn: _Conn) -> None:
+        data = conn.machine.data_to_send()
+        if data and conn.stream is not None:
+            try:
+                await conn.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                conn.machine.receive_data(b"", trio.current_time())
+
+    async def _handle_events(self, conn: _Conn) -> None:
+        machine = conn.machine
+        for event in machine.next_events():
+            match event:
+                case StartTLS(server_side=server_side):
+                    await self._flush(conn)
+                    await self._start_tls(conn, server_side)
+                case KeyToVerify():
+                    self._inbound[event.stream_id] = conn
+                    assert self._nursery is not None
+                    self._nursery.start_soon(self._verify, event)
+                case KeyVerified():
+                    self._on_key_verified(event)
+                case StanzaReceived() | StanzaRejected():
+                    if isinstance(event, StanzaReceived):
+                        self.stats.stanzas_in += 1
+                    self.on_stanza(event)
+                case StanzasUnsent():
+                    self.on_unsent(event.elements, event.reason)
+                case Authenticated():
+                    if isinstance(machine, InboundStream):
+                        self.stats.dialback_verified += 1
+                case StreamClosed(error=error):
+                    if error:
+                        self.stats.stream_errors_sent += 1
+                        self.stats.errors.append(error)
+                case _:
+                    pass
+            if isinstance(machine, InboundStream) and machine.stream_id and machine.stream_id not in self._inbound:
+                self._inbound[machine.stream_id] = conn
+
+    async def _start_tls(self, conn: _Conn, server_side: bool) -> None:
+        machine = conn.machine
+        ctx = self.server_ssl if server_side else self.client_ssl
+        if ctx is None:
+            machine.fail(StreamCondition.INTERNAL_SERVER_ERROR, "no TLS context")
+            return
+        tls = trio.SSLStream(conn.stream, ctx, server_side=server_side,
+                             server_hostname=None if server_side else getattr(machine, "remote", None))
+        try:
+            with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+                await tls.do_handshake()
+        except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake failed: %s", exc)
+            machine.receive_data(b"", trio.current_time())
+            return
+        conn.stream = tls
+        now = trio.current_time()
+        if isinstance(machine, InboundStream):
+            machine.tls_established(now, self._peer_identities(tls))
+        else:
+            machine.tls_established(now)
+
+    def _peer_identities(self, tls: trio.SSLStream) -> frozenset[str]:
+        """Names of a peer certificate that verified against our trust store (else none)."""
+        try:
+            der = tls.getpeercert(binary_form=True)
+        except ValueError:
+            return frozenset()
+        if not der or tls.getpeercert() == {}:
+            return frozenset()  # presented, but not verified (CERT_OPTIONAL without a CA match)
+        return cert_identities(der)
+
+    async def _verify(self, event: KeyToVerify) -> None:
+        ident = (event.originating, event.receiving, event.stream_id)
+        self._waiting[ident] = event.stream_id
+        conn = self._outbound_conn(event.receiving, event.originating, authenticate=False)
+        try:
+            async with conn.lock:
+                conn.machine.verify_key(event.originating, event.receiving, event.stream_id, event.key,
+                                        trio.current_time())
+        except LocalProtocolError:
+            self._on_key_verified(KeyVerified(*ident, False, "remote-connection-failed"))
+            return
+        await self._pump(conn)
+
+    def _on_key_verified(self, event: KeyVerified) -> None:
+        stream_id = self._waiting.pop((event.originating, event.receiving, event.stream_id), None)
+        inbound = self._inbound.get(stream_id) if stream_id else None
+        if inbound is None:
+            return
+        if event.valid:
+            self.stats.dialback_verified += 0
+        else:
+            self.stats.dialback_refused += 1
+        machine = inbound.machine
+        assert isinstance(machine, InboundStream)
+        error = event.error if event.error and event.error != "invalid" else None
+        machine.dialback_verified(event.originating, event.receiving, event.valid, trio.current_time(),
+                                  error=error if not event.valid and error else None)
+        assert self._nursery is not None
+        self._nursery.start_soon(self._pump, inbound)

@@ -1,0 +1,282 @@
+"""Real Prosody and ejabberd servers on loopback, private to one test run.
+
+Each peer gets its own configuration and data directory, non-default ports on 127.0.0.1,
+and a map from remote domains to loopback ports (there is no DNS here):
+
+- Prosody 0.12.3 has no static s2s route option, so a tiny module on ``plugin_paths`` wraps
+  ``net.adns``'s resolver and answers SRV for the mapped domains with a numeric target.
+- ejabberd reads an ``inetrc`` that points its resolver at a small DNS responder on loopback
+  (:class:`DnsResponder`), which answers SRV for the mapped domains.
+
+The servers are installed with apt-get when missing (the tests run as root).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STARTUP_TIMEOUT = 20.0
+
+
+def ensure_installed(command: str, package: str) -> str:
+    """Path of ``command``, installing the Debian ``package`` first if needed."""
+    found = shutil.which(command) or (f"/usr/sbin/{command}" if os.path.exists(f"/usr/sbin/{command}") else None)
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError(f"{command} is missing and installing {package} needs root")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=300)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env, capture_output=True, timeout=600)
+    # Packages start system-wide services where systemd runs: we want private instances only.
+    for unit in (package,):
+        subprocess.run(["systemctl", "disable", "--now", unit], capture_output=True, timeout=60)
+    found = shutil.which(command) or (f"/usr/sbin/{command}" if os.path.exists(f"/usr/sbin/{command}") else None)
+    if not found:
+        raise RuntimeError(f"{package} installed but {command} not found")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+_PROSODY_ROUTES_MODULE = r"""
+-- Test-only: answer SRV lookups for mapped domains with a loopback target (no DNS here).
+local adns = require "net.adns";
+local routes = module:get_option("loopback_s2s_routes", {});
+local original = adns.resolver;
+
+local function wrapped()
+	local real = original();
+	local proxy = {};
+	function proxy:lookup(handler, qname, qtype, qclass)
+		local name = tostring(qname):gsub("%.$", ""):lower();
+		for domain, port in pairs(routes) do
+			if name == "_xmpp-server._tcp." .. domain then
+				if qtype == "SRV" then
+					handler({ { srv = { priority = 0, weight = 0, port = port, target = "127.0.0.1" } } });
+				else
+					handler({});
+				end
+				return;
+			elseif name == "_xmpps-server._tcp." .. domain or name == domain then
+				handler({});
+				return;
+			end
+		end
+		return real:lookup(handler, qname, qtype, qclass);
+	end
+	return setmetatable(proxy, { __index = function (_, key)
+		local value = real[key];
+		if type(value) == "function" then
+			return function (_, ...) return value(real, ...); end
+		end
+		return value;
+	end });
+end
+
+adns.resolver = wrapped;
+function module.unload() adns.resolver = original; end
+"""
+
+
+@dataclass
+class ProsodyPeer:
+    """A private Prosody 0.12 on loopback. Use as a context manager."""
+
+    domain: str
+    workdir: Path
+    routes: dict[str, int] = field(default_factory=dict)  # remote domain -> loopback port
+    users: dict[str, str] = field(default_factory=dict)  # localpart -> password
+    require_encryption: bool = False
+    certificate: tuple[Path, Path] | None = None  # (cert, key) enables TLS
+    extra_modules: tuple[str, ...] = ()
+    c2s_port: int = 0
+    s2s_port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        self.binary = ensure_installed("prosody", "prosody")
+        self.workdir = Path(self.workdir)
+        self.c2s_port = self.c2s_port or free_port()
+        self.s2s_port = self.s2s_port or free_port()
+        self.config_path = self.workdir / "prosody.cfg.lua"
+        self.log_path = self.workdir / "prosody.log"
+
+    def write_config(self) -> None:
+        plugins = self.workdir / "plugins"
+        plugins.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "data").mkdir(exist_ok=True)
+        (plugins / "mod_loopback_s2s_routes.lua").write_text(_PROSODY_ROUTES_MODULE)
+        modules = ["roster", "saslauth", "dialback", "disco", "ping", "loopback_s2s_routes", *self.extra_modules]
+        if self.certificate:
+            modules.append("tls")
+        routes = "; ".join(f'["{d}"] = {p}' for d, p in self.routes.items())
+        ssl = ""
+        if self.certificate:
+            cert, key = self.certificate
+            ssl = f'ssl = {{ certificate = "{cert}"; key = "{key}"; }}'
+        w = self.workdir
+        self.config_path.write_text(f"""
+local mods = {{ {"; ".join(f'"{m}"' for m in modules)} }}
+modules_enabled = mods
+modules_disabled = {{ "s2s_bidi" }}
+pidfile = "{w}/prosody.pid"
+data_path = "{w}/data"
+admin_socket = "{w}/prosody.sock"
+plugin_paths = {{ "{w}/plugins" }}
+log = {{ debug = "{self.log_path}" }}
+run_as_root = true
+interfaces = {{ "127.0.0.1" }}
+use_ipv6 = false
+c2s_ports = {{ {self.c2s_port} }}
+s2s_ports = {{ {self.s2s_port} }}
+c2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+authentication = "internal_plain"
+c2s_require_encryption = false
+allow_unencrypted_plain_auth = true
+s2s_require_encryption = {"true" if self.require_encryption else "false"}
+s2s_secure_auth = false
+s2s_timeout = 15
+loopback_s2s_routes = {{ {routes} }}
+{ssl}
+VirtualHost "{self.domain}"
+""")
+
+    def register_users(self) -> None:
+        for user, password in self.users.items():
+            subprocess.run(["prosodyctl", "--config", str(self.config_path), "register", user, self.domain, password],
+                           check=True, capture_output=True, timeout=30)
+
+    def start(self) -> None:
+        self.write_config()
+        self.register_users()
+        self.proc = subprocess.Popen([self.binary, "-F", "--config", str(self.config_path)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(self.c2s_port, proc=self.proc)
+        wait_for_port(self.s2s_port, proc=self.proc)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> ProsodyPeer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# -- a slixmpp client in its own thread (slixmpp runs on asyncio, the tests on trio) -------
+
+@dataclass
+class ClientResult:
+    received: list = field(default_factory=list)  # (kind, from, body or payload tag, id)
+    iq_results: dict = field(default_factory=dict)  # iq id -> xml string of the answer
+    error: str | None = None
+    connected: bool = False
+
+
+def run_client(jid: str, password: str, port: int, script, timeout: float = 20.0,
+               plugins: tuple[str, ...] = ("xep_0030", "xep_0092", "xep_0199")) -> ClientResult:
+    """Run an unmodified slixmpp client: connect, ``await script(client, result)``, disconnect.
+
+    Blocking (call it through ``trio.to_thread.run_sync``). ``script`` is an asyncio coroutine
+    function; it may use ``client.wait_for(predicate, timeout)`` to wait for received stanzas.
+    """
+    import asyncio
+
+    import slixmpp
+
+    result = ClientResult()
+
+    async def main() -> None:
+        client = slixmpp.ClientXMPP(jid, password)
+        client.plugin["feature_mechanisms"].unencrypted_plain = True
+        client.enable_starttls = False
+        client.enable_direct_tls = False
+        client.enable_plaintext = True
+        for plugin in plugins:
+            client.register_plugin(plugin)
+        arrived = asyncio.Event()
+        session = asyncio.Event()
+
+        def on_message(msg) -> None:
+            result.received.append(("message", str(msg["from"]), msg["body"], msg["id"], str(msg)))
+            arrived.set()
+
+        client.add_event_handler("message", on_message)
+        client.add_event_handler("session_start", lambda _: session.set())
+        client.add_event_handler("failed_auth", lambda _: session.set())
+
+        async def wait_for(predicate, wait: float = 10.0) -> bool:
+            deadline = asyncio.get_running_loop().time() + wait
+            while not predicate(result):
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    return False
+                arrived.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), remaining)
+            return True
+
+        client.wait_for = wait_for  # type: ignore[attr-defined]
+        client.connect(host="127.0.0.1", port=port)
+        try:
+            await asyncio.wait_for(session.wait(), 10)
+            result.connected = True
+            await script(client, result)
+        except Exception as exc:  # reported to the test, which asserts on it
+            result.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            client.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.disconnected, 5)
+
+    def runner() -> None:
+        asyncio.run(asyncio.wait_for(main(), timeout))
+
+    thread = threading.Thread(target=runner, daemon=True)
+    thread.start()
+    thread.join(timeout + 10)
+    if thread.is_alive():
+        result.error = "client thread did not finish"
+    return result
