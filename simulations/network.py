@@ -1,0 +1,110 @@
+"""The simulated network: carries what node cores send, with latency, loss and partitions.
+
+A message from node ``a`` to node ``b`` arrives ``latency(a, b)`` seconds later, where the
+latency model fixes one delay per pair for the whole run. It is lost when
+
+- ``b`` is down (crashed, or left) when it would arrive: like a host that stopped answering,
+  the sender learns nothing and must time out (Chord's failure model);
+- ``a`` and ``b`` are on different sides of a partition when it is sent;
+- the loss lottery says so (probability ``loss`` per message, from the run's seeded RNG).
+
+Node indices are never reused: a node that comes back is a new node with a new index, so a
+late message for an old incarnation can never reach a new one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from topology.latency import LatencyModel
+
+from .kernel import Kernel
+
+DeadLetterHook = Callable[[int, int, Any], None]
+
+
+class SimNetwork:
+    __slots__ = ("kernel", "model", "loss", "rng", "up", "group", "sent", "delivered",
+                 "lost_down", "lost_partition", "lost_random", "by_kind", "on_dead_letter",
+                 "_deliver")
+
+    def __init__(self, kernel: Kernel, model: LatencyModel, *, loss: float = 0.0,
+                 rng: random.Random, deliver: Callable[[int, Any, Any], None]) -> None:
+        if not 0 <= loss < 1:
+            raise ValueError("loss must be in [0, 1)")
+        self.kernel = kernel
+        self.model = model
+        self.loss = loss
+        self.rng = rng
+        self.up: list[bool] = []
+        self.group: list[int] | None = None  # partition side of each node, None: no partition
+        self.sent = 0
+        self.delivered = 0
+        self.lost_down = 0
+        self.lost_partition = 0
+        self.lost_random = 0
+        self.by_kind: dict[str, int] = {}
+        self.on_dead_letter: DeadLetterHook | None = None  # (src, dst, msg) lost to a down node
+        self._deliver = deliver
+
+    def add_node(self) -> int:
+        self.up.append(True)
+        if self.group is not None:
+            self.group.append(0)
+        return len(self.up) - 1
+
+    def down(self, i: int) -> None:
+        self.up[i] = False
+
+    def send(self, src: int, dst: int, sender: Any, msg: Any) -> None:
+        """Carry ``msg`` from ``src`` (whose NodeRef is ``sender``) to ``dst``."""
+        self.sent += 1
+        kind = type(msg).__name__
+        bk = self.by_kind
+        bk[kind] = bk.get(kind, 0) + 1
+        if not self.up[dst]:
+            self.lost_down += 1
+            if self.on_dead_letter is not None:
+                self.on_dead_letter(src, dst, msg)
+            return
+        g = self.group
+        if g is not None and g[src] != g[dst]:
+            self.lost_partition += 1
+            return
+        if self.loss and self.rng.random() < self.loss:
+            self.lost_random += 1
+            return
+        k = self.kernel
+        k.at(k.now + self.model.latency(src, dst), self._arrive, dst, sender, msg)
+
+    def _arrive(self, dst: int, sender: Any, msg: Any) -> None:
+        if not self.up[dst]:
+            self.lost_down += 1
+            if self.on_dead_letter is not None:
+                self.on_dead_letter(-1, dst, msg)
+            return
+        self.delivered += 1
+        self._deliver(dst, sender, msg)
+
+    # -- partitions ------------------------------------------------------------------------
+
+    def partition(self, sides: list[int]) -> None:
+        """Put node i on side ``sides[i]``; messages across sides are dropped until heal()."""
+        if len(sides) != len(self.up):
+            raise ValueError("one side per node is needed")
+        self.group = list(sides)
+
+    def heal(self) -> None:
+        self.group = None
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "delivered": self.delivered,
+            "lost_down": self.lost_down,
+            "lost_partition": self.lost_partition,
+            "lost_random": self.lost_random,
+            "by_kind": dict(sorted(self.by_kind.items())),
+        }
