@@ -289,6 +289,8 @@ class InboundStream(S2SStreamBase):
     def _on_stanza(self, element: etree._Element, now: float) -> InboundState:
         if self.config.require_tls and not self.secure:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "encryption required")
+        if not self.authenticated:
+            raise StreamError(StreamCondition.NOT_AUTHORIZED, "stanza before authentication")
         frm, to = element.get("from"), element.get("to")
         if not frm or not to:
             raise StreamError(StreamCondition.IMPROPER_ADDRESSING, "stanza without from or to")
