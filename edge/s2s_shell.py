@@ -205,12 +205,14 @@ class S2SNode:
         await self._pump(conn)
         while not machine.closed:
             deadline = machine.get_timer()
+            data: bytes | None = None
             with trio.move_on_at(deadline if deadline is not None else float("inf")) as scope:
                 conn.scope = scope
                 try:
                     data = await conn.stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
                     data = b""
+            if data is not None:  # fed outside the scope: a timer must never drop received bytes
                 async with conn.lock:
                     machine.receive_data(data, trio.current_time())
             conn.scope = None
@@ -227,8 +229,11 @@ class S2SNode:
             await self._handle_events(conn)
             await self._flush(conn)
         if conn.scope is not None:
-            deadline = conn.machine.get_timer()
-            conn.scope.deadline = deadline if deadline is not None else float("inf")
+            if conn.machine.closed:
+                conn.scope.cancel()  # wake the reader: the machine wants the transport closed
+            else:
+                deadline = conn.machine.get_timer()
+                conn.scope.deadline = deadline if deadline is not None else float("inf")
 
     async def _flush(self, conn: _Conn) -> None:
         data = conn.machine.data_to_send()
