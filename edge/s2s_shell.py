@@ -70,6 +70,7 @@ class S2SStats:
     stream_errors_sent: int = 0
     dialback_verified: int = 0
     dialback_refused: int = 0
+    tls_sessions: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -290,6 +291,7 @@ class S2SNode:
             machine.receive_data(b"", trio.current_time())
             return
         conn.stream = tls
+        self.stats.tls_sessions += 1
         now = trio.current_time()
         if isinstance(machine, InboundStream):
             machine.tls_established(now, self._peer_identities(tls))
@@ -324,9 +326,7 @@ class S2SNode:
         inbound = self._inbound.get(stream_id) if stream_id else None
         if inbound is None:
             return
-        if event.valid:
-            self.stats.dialback_verified += 0
-        else:
+        if not event.valid:
             self.stats.dialback_refused += 1
         machine = inbound.machine
         assert isinstance(machine, InboundStream)

@@ -205,6 +205,41 @@ VirtualHost "{self.domain}"
         self.stop()
 
 
+def make_certificate(domain: str, directory: Path, *, purposes: tuple[str, ...] = ("server", "client"),
+                     ca: tuple | None = None) -> tuple[Path, Path]:
+    """A certificate for ``domain`` (self-signed, or signed by ``ca`` = (cert, key) objects).
+
+    ``purposes`` picks the extended key usages: ("server",) gives a serverAuth-only
+    certificate, as many public CAs now issue.
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    usages = {"server": ExtendedKeyUsageOID.SERVER_AUTH, "client": ExtendedKeyUsageOID.CLIENT_AUTH}
+    issuer_cert, issuer_key = ca if ca else (None, key)
+    builder = (x509.CertificateBuilder().subject_name(name)
+               .issuer_name(issuer_cert.subject if issuer_cert else name)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+               .add_extension(x509.SubjectAlternativeName([x509.DNSName(domain)]), critical=False)
+               .add_extension(x509.ExtendedKeyUsage([usages[p] for p in purposes]), critical=False))
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / f"{domain}.crt", directory / f"{domain}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o644)  # the servers drop privileges on some setups
+    return cert_path, key_path
+
+
 # -- a slixmpp client in its own thread (slixmpp runs on asyncio, the tests on trio) -------
 
 @dataclass

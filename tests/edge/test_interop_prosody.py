@@ -9,6 +9,9 @@ version queries go the same way, and an iq to a nonexistent entity gets service-
 
 from __future__ import annotations
 
+import ssl
+
+import pytest
 import trio
 
 from edge.s2s_events import S2SConfig, StanzaReceived
@@ -16,14 +19,29 @@ from edge.s2s_shell import S2SNode
 from edge.services import RingServices
 from edge.srv import PeerResolver, Target
 
-from .peers import ProsodyPeer, run_client
+from .peers import ProsodyPeer, make_certificate, run_client
 
 RING = "ring.test"
 PEER = "peer.test"
 
 
-async def _with_edge_and_prosody(tmp_path, script, **prosody_kw):
-    config = S2SConfig(frozenset({RING}), b"ring-shared-dialback-secret-0001")
+def tls_contexts(tmp_path):
+    """Self-signed edge certificate; dialback authenticates, so peers' certificates are not checked."""
+    cert, key = make_certificate(RING, tmp_path / "edge-certs")
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert, key)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    client.load_cert_chain(cert, key)
+    return server, client
+
+
+async def _with_edge_and_prosody(tmp_path, script, tls=False, **prosody_kw):
+    config = S2SConfig(frozenset({RING}), b"ring-shared-dialback-secret-0001", tls=tls)
+    server_ssl, client_ssl = tls_contexts(tmp_path) if tls else (None, None)
+    if tls:
+        prosody_kw.setdefault("certificate", make_certificate(PEER, tmp_path / "peer-certs"))
     services = RingServices(frozenset({RING}))
     resolver = PeerResolver({}, use_dns=False)
     received: list[StanzaReceived] = []
@@ -35,7 +53,7 @@ async def _with_edge_and_prosody(tmp_path, script, **prosody_kw):
                 for reply in services.handle(event.element):
                     nursery.start_soon(node.send, reply)
 
-        node = S2SNode(config, resolver, on_stanza=on_stanza)
+        node = S2SNode(config, resolver, on_stanza=on_stanza, server_ssl=server_ssl, client_ssl=client_ssl)
         port = await nursery.start(node.run)
         prosody = ProsodyPeer(PEER, tmp_path, routes={RING: port}, users={"alice": "alicepass"}, **prosody_kw)
         resolver.overrides[PEER] = Target("127.0.0.1", prosody.s2s_port)
@@ -50,7 +68,8 @@ async def _with_edge_and_prosody(tmp_path, script, **prosody_kw):
     return result, received, node, prosody
 
 
-async def test_prosody_user_exchanges_messages_pings_and_disco_with_ring_over_dialback(tmp_path):
+@pytest.mark.parametrize("tls", [False, True], ids=["plain+dialback", "starttls+dialback"])
+async def test_prosody_user_exchanges_messages_pings_and_disco_with_ring(tmp_path, tls):
     async def script(client, result):
         msg = client.make_message(mto=f"echo@{RING}", mbody="hello ring ✓", mtype="chat")
         msg["id"] = "m-1"
@@ -73,7 +92,8 @@ async def test_prosody_user_exchanges_messages_pings_and_disco_with_ring_over_di
         except Exception as exc:  # slixmpp raises IqError with the error stanza
             result.iq_results["nobody"] = exc.iq["error"]["condition"]
 
-    result, received, node, prosody = await _with_edge_and_prosody(tmp_path, script)
+    # With TLS, Prosody insists on encryption (its 0.12 default) in both directions.
+    result, received, node, prosody = await _with_edge_and_prosody(tmp_path, script, tls=tls, require_encryption=tls)
     assert result.error is None, result.error + "\n" + prosody.log_text()[-3000:]
     echo = [m for m in result.received if m[1].startswith(f"echo@{RING}")]
     assert echo[0][2] == "hello ring ✓" and echo[0][3] == "m-1"
@@ -90,3 +110,5 @@ async def test_prosody_user_exchanges_messages_pings_and_disco_with_ring_over_di
     # Both dialback directions ran: we verified Prosody's key, Prosody verified ours.
     assert node.stats.dialback_verified >= 1
     assert node.stats.stream_errors_sent == 0
+    if tls:  # inbound from Prosody, outbound to it, and Prosody's verification call-back
+        assert node.stats.tls_sessions >= 2
