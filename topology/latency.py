@@ -154,7 +154,11 @@ class UnderlayLatency(_Placed):
             raise ValueError("empty underlay graph")
         if not nx.is_connected(graph):
             raise ValueError("underlay graph is not connected")
-        mapping = {v: i for i, v in enumerate(sorted(graph.nodes, key=str))}
+        try:
+            order = sorted(graph.nodes)
+        except TypeError:  # mixed label types: any fixed order will do
+            order = sorted(graph.nodes, key=str)
+        mapping = {v: i for i, v in enumerate(order)}
         self.graph = nx.relabel_nodes(graph, mapping, copy=True)
         self.weight = weight
         for u, v, d in self.graph.edges(data=True):

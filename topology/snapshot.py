@@ -188,8 +188,9 @@ def draw(g: nx.DiGraph, path: str | Path, *, title: str | None = None,
     for kind, (colour, alpha) in kinds.items():
         edges = [(u, v) for u, v, d in g.edges(data=True) if d.get("kind") == kind]
         if edges:
+            arrows = {"arrows": True, "arrowsize": 6} if len(g) <= 200 else {"arrows": False}
             nx.draw_networkx_edges(g, pos, edgelist=edges, ax=ax, edge_color=colour, alpha=alpha,
-                                   arrows=len(g) <= 200, arrowsize=6, width=0.7)
+                                   width=0.7, **arrows)
     queried = [n for n, d in g.nodes(data=True) if d.get("queried")]
     others = [n for n in g.nodes if n not in set(queried)]
     size = 30 if len(g) <= 200 else 6
