@@ -315,3 +315,225 @@ def run_client(jid: str, password: str, port: int, script, timeout: float = 20.0
     if thread.is_alive():
         result.error = "client thread did not finish"
     return result
+
+
+# -- ejabberd -------------------------------------------------------------------------------
+
+def _descendants(pid: int) -> list[int]:
+    """Pids of the processes started (transitively) by ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+class DnsResponder:
+    """A loopback DNS server answering SRV ``_xmpp-server._tcp.DOMAIN`` with ``0 0 PORT 127.0.0.1``
+    for mapped domains, and NOERROR with no records for every other name.
+
+    Runs in a daemon thread with a bounded poll loop; ``close()`` stops it.
+    """
+
+    def __init__(self, routes: dict[str, int]) -> None:
+        self.routes = {d.lower(): p for d, p in routes.items()}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.queries: list[tuple[str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _answer(self, data: bytes) -> bytes | None:
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+
+        try:
+            query = dns.message.from_wire(data)
+        except Exception:
+            return None
+        response = dns.message.make_response(query)
+        response.set_rcode(dns.rcode.NOERROR)
+        for question in query.question:
+            name = question.name.to_text().rstrip(".").lower()
+            self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
+            for domain, port in self.routes.items():
+                if name == f"_xmpp-server._tcp.{domain}" and question.rdtype == dns.rdatatype.SRV:
+                    response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "SRV",
+                                                               f"0 0 {port} 127.0.0.1."))
+        return response.to_wire()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            reply = self._answer(data)
+            if reply is not None:
+                with contextlib.suppress(OSError):
+                    self.sock.sendto(reply, addr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.sock.close()
+
+
+@dataclass
+class EjabberdPeer:
+    """A private ejabberd 23.01 on loopback. Use as a context manager (runs as user ejabberd)."""
+
+    domain: str
+    routes: dict[str, int] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    certificate: tuple[Path, Path] | None = None
+    c2s_port: int = 0
+    s2s_port: int = 0
+    proc: subprocess.Popen | None = None
+
+    def __post_init__(self) -> None:
+        import tempfile
+
+        self.binary = ensure_installed("ejabberdctl", "ejabberd")
+        # The servers' user must reach the directory, so not under pytest's 0700 tmp tree.
+        self.workdir = Path(tempfile.mkdtemp(prefix="ringmesh-ejabberd-"))
+        self.c2s_port = self.c2s_port or free_port()
+        self.s2s_port = self.s2s_port or free_port()
+        self.dist_port = free_port()
+        self.node = f"ejabberd_test_{self.s2s_port}@localhost"
+        self.dns: DnsResponder | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "logs" / "ejabberd.log"
+
+    def _ctl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        w = self.workdir
+        return subprocess.run([self.binary, "--config-dir", str(w), "--ctl-config", str(w / "ejabberdctl.cfg"),
+                               "--logs", str(w / "logs"), "--spool", str(w / "spool"), "--node", self.node, *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def write_config(self) -> None:
+        import pwd
+
+        w = self.workdir
+        for sub in ("logs", "spool"):
+            (w / sub).mkdir(parents=True, exist_ok=True)
+        self.dns = DnsResponder(self.routes)
+        (w / "inetrc").write_text(
+            "{resolv_conf, \"\"}.\n{hosts_file, \"\"}.\n{host, {127,0,0,1}, [\"localhost\"]}.\n"
+            f"{{nameserver, {{127,0,0,1}}, {self.dns.port}}}.\n{{lookup, [file, dns]}}.\n")
+        (w / "ejabberdctl.cfg").write_text(
+            f"ERLANG_NODE={self.node}\nERL_DIST_PORT={self.dist_port}\nINET_DIST_INTERFACE=127.0.0.1\n")
+        certs = ""
+        if self.certificate:
+            cert, key = self.certificate
+            combined = w / "server.pem"
+            combined.write_text(Path(cert).read_text() + Path(key).read_text())
+            certs = f"certfiles:\n  - \"{combined}\"\n"
+        starttls = "optional" if self.certificate else "false"
+        (w / "ejabberd.yml").write_text(f"""
+hosts:
+  - "{self.domain}"
+loglevel: info
+log_rotate_count: 0
+{certs}
+listen:
+  - port: {self.c2s_port}
+    ip: "127.0.0.1"
+    module: ejabberd_c2s
+    shaper: none
+    access: c2s
+    starttls: false
+  - port: {self.s2s_port}
+    ip: "127.0.0.1"
+    module: ejabberd_s2s_in
+    shaper: none
+s2s_use_starttls: {starttls}
+s2s_dns_retries: 1
+s2s_dns_timeout: 5
+s2s_access: s2s
+auth_method: internal
+auth_password_format: plain
+acl:
+  local:
+    user_regexp: ""
+access_rules:
+  local:
+    allow: local
+  c2s:
+    allow: all
+  s2s:
+    allow: all
+modules:
+  mod_disco: {{}}
+  mod_ping: {{}}
+  mod_roster: {{}}
+  mod_s2s_dialback: {{}}
+  mod_version: {{}}
+""")
+        user = pwd.getpwnam("ejabberd")
+        for path in [w, *w.rglob("*")]:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def start(self) -> None:
+        self.write_config()
+        w = self.workdir
+        self.proc = subprocess.Popen(
+            [self.binary, "--config-dir", str(w), "--ctl-config", str(w / "ejabberdctl.cfg"), "--logs", str(w / "logs"),
+             "--spool", str(w / "spool"), "--node", self.node, "foreground"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_for_port(self.c2s_port, timeout=60, proc=self.proc)
+        wait_for_port(self.s2s_port, timeout=20, proc=self.proc)
+        for user, password in self.users.items():
+            done = self._ctl("register", user, self.domain, password)
+            if done.returncode != 0:
+                raise RuntimeError(f"ejabberdctl register failed: {done.stdout} {done.stderr}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                tree = _descendants(self.proc.pid)  # su starts erl in its own session
+                done = self._ctl("stop", timeout=30)
+                try:
+                    self.proc.wait(timeout=20 if done.returncode == 0 else 1)
+                except subprocess.TimeoutExpired:
+                    for pid in [self.proc.pid, *tree]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGKILL)
+                    self.proc.wait(timeout=5)
+                for pid in tree:  # anything of ours still around (erl helpers)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
+            self.proc = None
+        if self.dns is not None:
+            self.dns.close()
+            self.dns = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> EjabberdPeer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.cleanup()
