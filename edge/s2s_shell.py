@@ -71,6 +71,7 @@ class S2SStats:
     dialback_verified: int = 0
     dialback_refused: int = 0
     tls_sessions: int = 0
+    authenticated: dict[str, int] = field(default_factory=dict)  # "in/dialback", "out/sasl-external"...
     errors: list[str] = field(default_factory=list)
 
 
@@ -263,8 +264,11 @@ class S2SNode:
                     self.on_stanza(event)
                 case StanzasUnsent():
                     self.on_unsent(event.elements, event.reason)
-                case Authenticated():
-                    if isinstance(machine, InboundStream):
+                case Authenticated(method=method):
+                    direction = "in" if isinstance(machine, InboundStream) else "out"
+                    key = f"{direction}/{method.value}"
+                    self.stats.authenticated[key] = self.stats.authenticated.get(key, 0) + 1
+                    if direction == "in":
                         self.stats.dialback_verified += 1
                 case StreamClosed(error=error):
                     if error:

@@ -24,11 +24,16 @@ from .peers import ClientResult, make_certificate, run_client
 RING = "ring.test"
 
 
-def tls_contexts(tmp_path):
-    """Self-signed edge certificate; dialback authenticates, so peer certificates are not checked."""
-    cert, key = make_certificate(RING, tmp_path / "edge-certs")
+def tls_contexts(tmp_path, ca=None):
+    """Without ``ca``: a self-signed edge certificate, peers' certificates not checked (dialback
+    authenticates). With ``ca`` = (cert, key, path): a CA-signed edge certificate, and peer
+    client certificates verified against the CA, so SASL EXTERNAL can be offered."""
+    cert, key = make_certificate(RING, tmp_path / "edge-certs", ca=ca[:2] if ca else None)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server.load_cert_chain(cert, key)
+    if ca:
+        server.verify_mode = ssl.CERT_OPTIONAL
+        server.load_verify_locations(ca[2])
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = ssl.CERT_NONE
@@ -44,11 +49,11 @@ class Outcome:
     log: str = ""
 
 
-async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, password: str) -> Outcome:
+async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, password: str, ca=None) -> Outcome:
     """Start an edge for ring.test and the peer (``make_peer(edge_port)``), run ``script`` as
     ``user`` on the peer, stop everything."""
     config = S2SConfig(frozenset({RING}), b"ring-shared-dialback-secret-0001", tls=tls)
-    server_ssl, client_ssl = tls_contexts(tmp_path) if tls else (None, None)
+    server_ssl, client_ssl = tls_contexts(tmp_path, ca) if tls else (None, None)
     services = RingServices(frozenset({RING}))
     resolver = PeerResolver({}, use_dns=False)
     outcome = Outcome(ClientResult())
@@ -100,7 +105,7 @@ async def federation_script(client, result):
         result.iq_results["nobody"] = exc.iq["error"]["condition"] if hasattr(exc, "iq") else repr(exc)
 
 
-def check_story(outcome: Outcome, user_jid: str, tls: bool) -> None:
+def check_story(outcome: Outcome, user_jid: str, tls: bool, method: str = "dialback") -> None:
     result = outcome.result
     assert result.error is None, f"{result.error}\n{outcome.log}"
     echo = [m for m in result.received if m[1].startswith(f"echo@{RING}")]
@@ -115,5 +120,8 @@ def check_story(outcome: Outcome, user_jid: str, tls: bool) -> None:
     assert result.iq_results["nobody"] == "service-unavailable"
     stats = outcome.node.stats
     assert stats.dialback_verified >= 1 and stats.stream_errors_sent == 0
+    # Both directions authenticated with the expected method: the peer to us, we to the peer.
+    assert stats.authenticated.get(f"in/{method}", 0) >= 1, stats.authenticated
+    assert stats.authenticated.get(f"out/{method}", 0) >= 1, stats.authenticated
     if tls:  # inbound from the peer, outbound to it (and the peer's verification call-back)
         assert stats.tls_sessions >= 2

@@ -113,6 +113,7 @@ class ProsodyPeer:
     users: dict[str, str] = field(default_factory=dict)  # localpart -> password
     require_encryption: bool = False
     certificate: tuple[Path, Path] | None = None  # (cert, key) enables TLS
+    cafile: Path | None = None  # trust anchors for peer certificates (enables SASL EXTERNAL)
     extra_modules: tuple[str, ...] = ()
     c2s_port: int = 0
     s2s_port: int = 0
@@ -138,7 +139,8 @@ class ProsodyPeer:
         ssl = ""
         if self.certificate:
             cert, key = self.certificate
-            ssl = f'ssl = {{ certificate = "{cert}"; key = "{key}"; }}'
+            cafile = f'cafile = "{self.cafile}";' if self.cafile else ""
+            ssl = f'ssl = {{ certificate = "{cert}"; key = "{key}"; {cafile} }}'
         w = self.workdir
         self.config_path.write_text(f"""
 local mods = {{ {"; ".join(f'"{m}"' for m in modules)} }}
@@ -203,6 +205,33 @@ VirtualHost "{self.domain}"
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def make_ca(directory: Path, name: str = "ringmesh test CA"):
+    """A throwaway CA: returns (cert object, key object, PEM path)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "ca.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    path.chmod(0o644)
+    return cert, key, path
 
 
 def make_certificate(domain: str, directory: Path, *, purposes: tuple[str, ...] = ("server", "client"),

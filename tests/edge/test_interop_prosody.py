@@ -3,7 +3,7 @@
 import pytest
 
 from .interop import RING, check_story, federation_script, run_story
-from .peers import ProsodyPeer, make_certificate
+from .peers import ProsodyPeer, make_ca, make_certificate
 
 PEER = "peer.test"
 
@@ -18,3 +18,17 @@ async def test_prosody_user_exchanges_messages_pings_and_disco_with_ring(tmp_pat
 
     outcome = await run_story(tmp_path, make_peer, federation_script, tls=tls, user="alice", password="alicepass")
     check_story(outcome, f"alice@{PEER}", tls)
+
+
+async def test_prosody_and_edge_authenticate_each_other_with_sasl_external(tmp_path):
+    """STARTTLS + SASL EXTERNAL (XEP-0178) both ways: certificates from a CA both sides trust."""
+    ca = make_ca(tmp_path / "ca")
+
+    def make_peer(edge_port):
+        return ProsodyPeer(PEER, tmp_path / "prosody", routes={RING: edge_port}, users={"alice": "alicepass"},
+                           require_encryption=True, cafile=ca[2],
+                           certificate=make_certificate(PEER, tmp_path / "peer-certs", ca=ca[:2]))
+
+    outcome = await run_story(tmp_path, make_peer, federation_script, tls=True, user="alice", password="alicepass",
+                              ca=ca)
+    check_story(outcome, f"alice@{PEER}", True, method="sasl-external")
