@@ -294,3 +294,20 @@ def test_every_state_input_pair_outside_the_table_closes_with_a_stream_error():
         assert m.closed
         checked += 1
     assert checked >= 5
+
+
+def test_bidi_inbound_advertises_accepts_and_lets_us_answer_on_the_same_stream():
+    from edge.errors import LocalProtocolError
+    from edge.stanza import make_stanza
+
+    m = machine(bidi=True)
+    reader, out = opened(m)
+    assert "{urn:xmpp:features:bidi}bidi" in out[0]
+    reply = make_stanza("message", "echo@ring.test", "a@peer.test", id="r")
+    with pytest.raises(LocalProtocolError):
+        m.send_stanza(reply)  # not before <bidi/> and authentication
+    m.receive_data(b"<bidi xmlns='urn:xmpp:bidi'/><db:result from='peer.test' to='ring.test'>k</db:result>", 1.0)
+    m.dialback_verified(PEER, RING, True, 1.5)
+    reader.read(m.data_to_send())
+    m.send_stanza(reply)
+    assert reader.read_canon(m.data_to_send()) == [canon(reply)]

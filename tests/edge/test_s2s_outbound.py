@@ -217,3 +217,26 @@ def test_dialback_with_a_different_secret_is_refused_end_to_end():
     assert AuthenticationFailed("ring-b.test", "ring-a.test", "key refused") in out_events
     assert not any(isinstance(e, StanzaReceived) for e in in_events)
     assert inb.closed and inb.error_sent == "not-authorized"
+
+
+def test_bidi_outbound_requests_it_and_accepts_stanzas_from_the_peer():
+    m, reader = outbound(bidi=True)
+    m.receive_data(peer_header(**{"from": PEER, "to": RING, "id": "S"})
+                   + b"<stream:features><bidi xmlns='urn:xmpp:features:bidi'/>"
+                   + PEER_FEATURES_DB[len(b"<stream:features>"):], 1.0)
+    out = reader.read_canon(m.data_to_send())
+    assert out[0] == canon(xml("<bidi xmlns='urn:xmpp:bidi'/>"))
+    m.receive_data(b"<db:result from='peer.test' to='ring.test' type='valid'/>", 2.0)
+    m.receive_data(b"<message from='a@peer.test' to='echo@ring.test' id='back'/>", 3.0)
+    assert [e.element.get("id") for e in m.next_events() if isinstance(e, StanzaReceived)] == ["back"]
+    m.receive_data(b"<message from='a@evil.test' to='echo@ring.test'/>", 3.0)
+    assert "invalid-from" in reader.read_canon(m.data_to_send())[-1]
+
+
+def test_without_bidi_a_stanza_on_an_outbound_stream_is_refused():
+    m, reader = outbound()
+    m.receive_data(peer_header(**{"from": PEER, "to": RING, "id": "S"}) + PEER_FEATURES_DB, 1.0)
+    m.receive_data(b"<db:result from='peer.test' to='ring.test' type='valid'/>", 2.0)
+    reader.read(m.data_to_send())
+    m.receive_data(b"<message from='a@peer.test' to='echo@ring.test'/>", 3.0)
+    assert "unsupported-stanza-type" in reader.read_canon(m.data_to_send())[-1]
