@@ -58,8 +58,7 @@ class InMemoryCluster:
         """Create a node; the first one creates the ring, later ones join through ``bootstrap``
         (default: the first live node)."""
         ref = ref or self.new_ref()
-        node = RingNode(ref, self.config, rng=random.Random(self.rng.getrandbits(64)),
-                        msg_id_base=self.rng.getrandbits(32) << 24)
+        node = RingNode(ref, self.config, rng=self.rng, msg_id_base=self.rng.getrandbits(32) << 24)
         live = self.live()
         self.nodes[ref.addr] = node
         if not live:
@@ -89,7 +88,7 @@ class InMemoryCluster:
             return refs[bisect_left(ids, key) % n]
 
         for i, ref in enumerate(refs):
-            node = RingNode(ref, self.config, rng=random.Random(self.rng.getrandbits(64)),
+            node = RingNode(ref, self.config, rng=self.rng,
                             msg_id_base=self.rng.getrandbits(32) << 24)
             self.nodes[ref.addr] = node
             if n == 1:
@@ -248,7 +247,7 @@ class InMemoryCluster:
                 want = self.responsible(self.space.finger_start(node.me.id, i))
                 if want.id == node.me.id:
                     continue
-                if node.table.fingers.get(i) != want:
+                if node.table.finger(i) != want:
                     return False
         return True
 

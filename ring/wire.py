@@ -368,6 +368,18 @@ class WireCodec:
             raise MalformedMessage(f"bad error report: {exc}") from None
 
 
+_shared: dict[KeySpace, WireCodec] = {}
+
+
+def shared_codec(space: KeySpace) -> WireCodec:
+    """One codec per key space with default limits. A codec owns a msgpack Packer and its
+    buffer (about 128 KiB); a simulation of 10**6 nodes cannot give each node its own."""
+    codec = _shared.get(space)
+    if codec is None:
+        codec = _shared[space] = WireCodec(space)
+    return codec
+
+
 class FrameDecoder:
     """Splits a byte stream into frame bodies, whatever the read boundaries were."""
 

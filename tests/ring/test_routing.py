@@ -88,3 +88,28 @@ def test_default_successor_list_length():
     assert default_successor_list_length(10) == 8
     assert default_successor_list_length(1024) == 20
     assert default_successor_list_length(10**6) == 40
+
+
+WIDE = KeySpace(80)  # 16 bits below the 64 the index keeps: clustered ids tie in the top bits
+base = st.integers(0, WIDE.modulus - 1)
+near = st.integers(0, 1 << 18)
+
+
+@given(base, st.lists(near, min_size=2, max_size=24, unique=True), near)
+def test_next_hop_is_exact_when_distances_tie_in_their_top_bits(b, offsets, key_off):
+    me, *others = [(b + o) % WIDE.modulus for o in offsets]
+    key = (b + key_off) % WIDE.modulus
+    assume(key != me)
+    t = RoutingTable(WIDE, NodeRef(me, "me"), r=4)
+    by_dist = sorted(others, key=lambda x: WIDE.distance(me, x))
+    t.set_successors(NodeRef(x, str(x)) for x in by_dist[:4])
+    for i, x in enumerate(by_dist[4:]):
+        t.set_finger(i, NodeRef(x, str(x)))
+    hop, final = t.next_hop(key)
+    d = WIDE.distance(me, key)
+    if final:
+        assert hop.id == by_dist[0] and d <= WIDE.distance(me, by_dist[0])
+    else:
+        want = max((x for x in others if 0 < WIDE.distance(me, x) < d),
+                   key=lambda x: WIDE.distance(me, x))
+        assert hop.id == want
