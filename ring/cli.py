@@ -12,7 +12,9 @@ import importlib
 import sys
 
 COMMANDS = [
+    "simulations.cli", "topology.cli",
     "ring.cli_demo",
+    "ring.cli_node",
 ]
 
 

@@ -18,10 +18,10 @@ class LiveLimits:
     max_links: int = 512  # peer links, including ones still in handshake
     max_malformed: int = 16  # undecodable messages tolerated on one link before dropping it
     recv_size: int = 256 * 1024  # bytes asked of the socket per read
-    queue_high: int = 4 << 20  # unsent bytes on a link above which readers feeding it pause
+    queue_high: int = 512 * 1024  # unsent bytes on a link above which its feeders pause
     queue_max: int = 64 << 20  # unsent bytes above which the peer is too slow: link dropped
     max_pause: float = 0.25  # longest a reader waits for a congested link per batch
-    origin_custody: int = 50_000  # local senders wait while this many envelopes are in custody
+    origin_custody: int = 8192  # local senders wait while this many envelopes are in custody
     shutdown_timeout: float = 10.0  # graceful leave: longest wait for custody to drain
     join_timeout: float = 60.0  # give up joining (exit) after this long without success
 

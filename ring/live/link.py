@@ -15,7 +15,7 @@ import trio
 from ..messages import NodeRef
 from ..wire import MessageDecoder
 
-MAX_SEND = 1 << 20  # bytes joined into one send_all; bounds latency behind a big batch
+MAX_SEND = 256 * 1024  # bytes joined into one send_all; bounds latency behind a big batch
 
 
 class LinkState(enum.Enum):
@@ -30,8 +30,8 @@ class PeerLink:
 
     __slots__ = ("peer", "outbound", "state", "stream", "decoder", "buf", "queued",
                  "wake", "scope", "last_read", "last_write", "opened", "partial_since",
-                 "malformed", "remote", "frames_in", "frames_out", "redial", "congested",
-                 "close_reason")
+                 "malformed", "remote", "frames_in", "frames_out", "sends", "redial",
+                 "congested", "close_reason")
 
     def __init__(self, peer: NodeRef | None, *, outbound: bool, decoder: MessageDecoder,
                  now: float, remote: str = "") -> None:
@@ -50,6 +50,7 @@ class PeerLink:
         self.remote = remote  # the socket's peer address, for logs
         self.frames_in = 0
         self.frames_out = 0
+        self.sends = 0
         self.redial = False  # this dial replaces a link that failed with frames pending
         self.congested = False
         self.close_reason = ""
@@ -103,6 +104,7 @@ class PeerLink:
             await stream.send_all(data)
             self.queued -= len(data)
             self.frames_out += len(buf)
+            self.sends += 1
             self.last_write = trio.current_time()
             if self.congested:
                 on_written(self)

@@ -52,7 +52,7 @@ from ..events import (
     Undeliverable,
 )
 from ..identity import NodeIdentity
-from ..messages import Envelope, Flags, Hello, Message, NodeRef
+from ..messages import Envelope, Hello, Message, NodeRef
 from ..node import NodeState, RingNode
 from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
 from .addr import format_hostport, is_wildcard, parse_hostport
@@ -201,6 +201,8 @@ class LiveNode:
     def stop(self) -> None:
         """Stop at once (crash-only: no goodbye). ``shutdown`` is the graceful way."""
         self._stopped.set()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def shutdown(self, timeout: float | None = None) -> bool:
         """Leave the ring, let custody drain and queues flush, then stop. True if drained."""
@@ -222,7 +224,7 @@ class LiveNode:
             drained = core.drained
             log_event(log, INFO if drained else WARNING, "left", node=self._short(),
                       drained=drained, custody=core.custody_count)
-        self._stopped.set()
+        self.stop()
         return drained
 
     async def wait_ready(self) -> None:
@@ -242,7 +244,7 @@ class LiveNode:
             finally:
                 self._waiters -= 1
 
-    async def send(self, dest: int, payload: bytes, *, flags: Flags = Flags.NONE) -> int:
+    async def send(self, dest: int, payload: bytes, *, flags: int = 0) -> int:
         """Originate an envelope to key ``dest``; returns its msg_id once accepted.
 
         Waits while the node is congested (backpressure). Raises RuntimeError when the node
@@ -693,7 +695,8 @@ class LiveNode:
             self._promote(alt, pending)
             return
         now = trio.current_time()
-        recent = now - link.last_write < 2 * self.config.ack_timeout
+        recent = (now - link.last_write < 2 * self.config.ack_timeout
+                  and self.core.table.knows(peer.id))
         if quiet or not (pending or recent) or self._stopped.is_set():
             return
         # Frames were pending or just sent: find out now whether the peer is still there.
@@ -868,5 +871,5 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError):
         return f"tls: {exc.reason or exc.__class__.__name__}".lower()
     if isinstance(exc, OSError):
-        return (exc.strerror or exc.__class__.__name__).lower()
+        return (exc.strerror or str(exc) or exc.__class__.__name__).lower()
     return str(exc) or exc.__class__.__name__
