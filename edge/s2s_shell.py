@@ -126,6 +126,8 @@ class S2SNode:
     async def send(self, element: etree._Element) -> None:
         """Send a stanza to its remote domain, opening (or reusing) an authenticated stream."""
         local, remote = parse_jid(element.get("from", "")).domain, parse_jid(element.get("to", "")).domain
+        if not self.config.serves(local):
+            raise LocalProtocolError(f"{local} is not a domain of this edge")
         conn = self._outbound_conn(local, remote, authenticate=True)
         try:
             conn.machine.send_stanza(element)
