@@ -866,6 +866,8 @@ def _reason(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, trio.BrokenResourceError) and cause is not None:
         if isinstance(cause, ssl.SSLError):
+            if "EOF" in (cause.reason or "").upper() or isinstance(cause, ssl.SSLEOFError):
+                return "tls: peer hung up during the handshake (does it trust this ring's CA?)"
             return f"tls: {cause.reason or cause.__class__.__name__}".lower()
         return _reason(cause)
     if isinstance(exc, ssl.SSLError):
