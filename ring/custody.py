@@ -15,7 +15,7 @@ ordered dicts are two timer queues with O(1) push, pop and peek, no heap needed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .messages import Envelope, NodeRef
 
@@ -29,7 +29,7 @@ class Held:
     hop: NodeRef | None = None
     deadline: float = 0.0
     attempts: int = 0
-    excluded: set[int] = field(default_factory=set)
+    excluded: frozenset[int] = frozenset()  # hops given up on for this envelope (rare)
 
 
 class CustodyStore:

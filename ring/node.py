@@ -361,7 +361,7 @@ class RingNode:
             # us since: the key belongs to our new predecessor.
             route = (pred, True)
         if route is None:
-            route = self.table.next_hop(env.dest, frozenset(held.excluded))
+            route = self.table.next_hop(env.dest, held.excluded)
         if route is None:
             if self.table.alone:
                 self._custody.remove(key)
@@ -437,7 +437,7 @@ class RingNode:
     def _retry(self, key: Key, held: Held, now: float, *, exclude_hop: bool) -> None:
         held.attempts += 1
         if exclude_hop and held.hop is not None:
-            held.excluded.add(held.hop.id)
+            held.excluded = held.excluded | {held.hop.id}
         if held.attempts > self.config.max_retries:
             self._fail(key, held, ErrorCode.RETRIES_EXHAUSTED, now)
             return
