@@ -10,7 +10,9 @@ Roles served on one inbound stream (XEP-0220 names):
 - *authoritative server*: the peer (verifying a key one of our edges issued) sends
   ``<db:verify>``; we recompute the key from the ring's shared secret and answer at once.
 - *SASL EXTERNAL server* (XEP-0178): after STARTTLS, a peer whose certificate the driver
-  validated for its domain authenticates with its certificate alone.
+  judged trusted (:class:`PeerCertificate`) and which names the peer's domain (RFC 6125
+  rules, :mod:`edge.cert_names`) authenticates with its certificate alone. Any other
+  certificate only means EXTERNAL is neither offered nor accepted: dialback remains.
 
 Every stanza is checked against the authenticated (remote, local) pairs: a ``from`` domain
 the stream did not authenticate is ``invalid-from``, a ``to`` we do not serve is
@@ -26,6 +28,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
+from .cert_names import PeerCertificate
 from .dialback import MAX_KEY_CHARS, DialbackKeys
 from .errors import StanzaCondition, StreamCondition, StreamError, stanza_error_reply
 from .jid import JIDError, parse_jid, prepare_domain
@@ -86,7 +89,7 @@ class InboundStream(S2SStreamBase):
         self.stream_id: str | None = None
         self.local_domain: str | None = None  # the 'to' of the peer's header
         self.peer_domain: str | None = None  # the 'from' of the peer's header, if given
-        self.peer_identities: frozenset[str] = frozenset()  # from the validated certificate
+        self.peer_certificate = PeerCertificate.none()  # the driver's verdict after TLS
         self.authenticated: set[tuple[str, str]] = set()  # (remote, local) pairs
         self.bidi = False
         self._sasl_done = False
@@ -96,13 +99,13 @@ class InboundStream(S2SStreamBase):
 
     # -- driver API -------------------------------------------------------------------------
 
-    def tls_established(self, now: float, peer_identities: frozenset[str] = frozenset()) -> None:
-        """The driver finished the TLS handshake. ``peer_identities``: domains the peer's
-        certificate was validated for (empty if none or untrusted)."""
+    def tls_established(self, now: float, peer_certificate: PeerCertificate | None = None) -> None:
+        """The driver finished the TLS handshake; ``peer_certificate`` is its verdict on the
+        certificate the peer presented (None: no certificate)."""
         self._require_local_use(self.state is S.TLS_HANDSHAKE, "tls_established")
         self._now = now
         self.secure = True
-        self.peer_identities = frozenset(peer_identities)
+        self.peer_certificate = peer_certificate or PeerCertificate.none()
         self._restart_parser()
         self._header_sent = False
         self.state = S.EXPECT_HEADER
@@ -177,8 +180,7 @@ class InboundStream(S2SStreamBase):
                 etree.SubElement(tls, f"{{{NS_TLS}}}required")
         if self._sasl_done:
             return feats
-        if (self.secure and cfg.sasl_external and self.peer_domain
-                and self.peer_domain in self.peer_identities):
+        if self.secure and cfg.sasl_external and self.peer_certificate.valid_for(self.peer_domain):
             mechs = etree.SubElement(feats, f"{{{NS_SASL}}}mechanisms", nsmap={None: NS_SASL})
             etree.SubElement(mechs, f"{{{NS_SASL}}}mechanism").text = "EXTERNAL"
         if cfg.dialback and (self.secure or not cfg.require_tls):
@@ -214,7 +216,7 @@ class InboundStream(S2SStreamBase):
                 authzid = prepare_domain(base64.b64decode(text, validate=True).decode("utf-8"))
             except (binascii.Error, UnicodeDecodeError, JIDError):
                 return failure("incorrect-encoding")
-        if not authzid or authzid not in self.peer_identities:
+        if not authzid or not self.peer_certificate.valid_for(authzid):
             return failure("not-authorized")
         self._sasl_done = True
         self._write_element(etree.Element(f"{{{NS_SASL}}}success", nsmap={None: NS_SASL}))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,26 +38,13 @@ from .s2s_events import (
 )
 from .s2s_inbound import InboundStream
 from .s2s_outbound import OutboundStream
+from .s2s_tls import S2STLS
 from .srv import PeerResolver, Target
 
 log = logging.getLogger(__name__)
 READ_SIZE = 65536
 CONNECT_TIMEOUT = 10.0
 TLS_HANDSHAKE_TIMEOUT = 15.0
-
-
-def cert_identities(der: bytes | None) -> frozenset[str]:
-    """DNS names and XmppAddr-less SAN dNSNames of a DER certificate (lower-cased)."""
-    if not der:
-        return frozenset()
-    from cryptography import x509
-
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound):
-        return frozenset()
-    return frozenset(name.lower() for name in san.get_values_for_type(x509.DNSName))
 
 
 @dataclass
@@ -71,6 +57,7 @@ class S2SStats:
     dialback_verified: int = 0
     dialback_refused: int = 0
     tls_sessions: int = 0
+    peer_certificates: dict[str, int] = field(default_factory=dict)  # "in/trusted", "out/untrusted"...
     authenticated: dict[str, int] = field(default_factory=dict)  # "in/dialback", "out/sasl-external"...
     errors: list[str] = field(default_factory=list)
 
@@ -89,20 +76,19 @@ class S2SNode:
 
     ``on_stanza(event)`` receives :class:`StanzaReceived` and :class:`StanzaRejected`;
     ``on_unsent(elements, reason)`` receives stanzas that could not leave (to bounce them).
-    ``server_ssl``/``client_ssl`` enable STARTTLS (``config.tls`` must then be true).
+    ``tls`` (:class:`edge.s2s_tls.S2STLS`) enables STARTTLS (``config.tls`` must then be true).
     """
 
     def __init__(self, config: S2SConfig, resolver: PeerResolver, *,
                  on_stanza: Callable[[StanzaReceived | StanzaRejected], None] | None = None,
                  on_unsent: Callable[[tuple[etree._Element, ...], str], None] | None = None,
-                 server_ssl: ssl.SSLContext | None = None, client_ssl: ssl.SSLContext | None = None,
+                 tls: S2STLS | None = None,
                  id_factory: Callable[[], str] | None = None) -> None:
         self.config = config
         self.resolver = resolver
         self.on_stanza = on_stanza or (lambda ev: None)
         self.on_unsent = on_unsent or (lambda els, reason: None)
-        self.server_ssl = server_ssl
-        self.client_ssl = client_ssl
+        self.tls = tls
         self.id_factory = id_factory or (lambda: secrets.token_hex(16))
         self.stats = S2SStats()
         self._nursery: trio.Nursery | None = None
@@ -196,11 +182,14 @@ class S2SNode:
                     log.info("s2s connect to %s:%s failed: %s", target.host, target.port, exc)
                     continue
                 if target.direct_tls:
-                    if self.client_ssl is None:
+                    if self.tls is None:
                         await trio.aclose_forcefully(stream)
                         continue
-                    stream = trio.SSLStream(stream, self.client_ssl, server_hostname=None)
-                    await stream.do_handshake()
+                    try:
+                        stream, _ = await self.tls.start(stream, server_side=False)
+                    except trio.BrokenResourceError as exc:
+                        log.info("direct TLS to %s:%s failed: %s", target.host, target.port, exc)
+                        continue
                 return stream
         return None
 
@@ -214,7 +203,7 @@ class S2SNode:
                 conn.scope = scope
                 try:
                     data = await conn.stream.receive_some(READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     data = b""
             if data is not None:  # fed outside the scope: a timer must never drop received bytes
                 async with conn.lock:
@@ -282,37 +271,30 @@ class S2SNode:
                 self._inbound[machine.stream_id] = conn
 
     async def _start_tls(self, conn: _Conn, server_side: bool) -> None:
+        """Handshake with :class:`S2STLS`; its verdict on the peer's certificate decides SASL
+        EXTERNAL, and an untrusted certificate only means dialback (see edge/s2s_tls.py)."""
         machine = conn.machine
-        ctx = self.server_ssl if server_side else self.client_ssl
-        if ctx is None:
+        if self.tls is None:
             machine.fail(StreamCondition.INTERNAL_SERVER_ERROR, "no TLS context")
             return
-        tls = trio.SSLStream(conn.stream, ctx, server_side=server_side,
-                             server_hostname=None if server_side else getattr(machine, "remote", None))
         try:
             with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
-                await tls.do_handshake()
-        except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+                tls, peer = await self.tls.start(conn.stream, server_side=server_side,
+                                                 server_name=None if server_side else getattr(machine, "remote", None))
+        except (trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
             log.info("TLS handshake failed: %s", exc)
             machine.receive_data(b"", trio.current_time())
             return
         conn.stream = tls
         self.stats.tls_sessions += 1
+        key = f"{'in' if server_side else 'out'}/{'trusted' if peer.trusted else 'untrusted'}"
+        self.stats.peer_certificates[key] = self.stats.peer_certificates.get(key, 0) + 1
+        log.info("TLS %s with %s: peer certificate %s", tls.version, getattr(machine, "remote", None) or "peer", peer)
         now = trio.current_time()
         if isinstance(machine, InboundStream):
-            machine.tls_established(now, self._peer_identities(tls))
+            machine.tls_established(now, peer)
         else:
             machine.tls_established(now)
-
-    def _peer_identities(self, tls: trio.SSLStream) -> frozenset[str]:
-        """Names of a peer certificate that verified against our trust store (else none)."""
-        try:
-            der = tls.getpeercert(binary_form=True)
-        except ValueError:
-            return frozenset()
-        if not der or tls.getpeercert() == {}:
-            return frozenset()  # presented, but not verified (CERT_OPTIONAL without a CA match)
-        return cert_identities(der)
 
     async def _verify(self, event: KeyToVerify) -> None:
         ident = (event.originating, event.receiving, event.stream_id)

@@ -9,13 +9,13 @@ version queries go the same way; an iq to a nonexistent entity gets service-unav
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
 
 import trio
 
 from edge.s2s_events import S2SConfig, StanzaReceived
 from edge.s2s_shell import S2SNode
+from edge.s2s_tls import S2STLS
 from edge.services import RingServices
 from edge.srv import PeerResolver, Target
 
@@ -24,21 +24,13 @@ from .peers import ClientResult, make_certificate, run_client
 RING = "ring.test"
 
 
-def tls_contexts(tmp_path, ca=None):
-    """Without ``ca``: a self-signed edge certificate, peers' certificates not checked (dialback
+def edge_tls(tmp_path, ca=None, purposes=("server", "client")) -> S2STLS:
+    """Without ``ca``: a self-signed edge certificate and no trust roots (dialback
     authenticates). With ``ca`` = (cert, key, path): a CA-signed edge certificate, and peer
-    client certificates verified against the CA, so SASL EXTERNAL can be offered."""
-    cert, key = make_certificate(RING, tmp_path / "edge-certs", ca=ca[:2] if ca else None)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(cert, key)
-    if ca:
-        server.verify_mode = ssl.CERT_OPTIONAL
-        server.load_verify_locations(ca[2])
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
-    client.load_cert_chain(cert, key)
-    return server, client
+    certificates judged against the CA, so SASL EXTERNAL can be offered. ``purposes`` are
+    the extended key usages of the edge's certificate."""
+    cert, key = make_certificate(RING, tmp_path / "edge-certs", ca=ca[:2] if ca else None, purposes=purposes)
+    return S2STLS.from_files(cert, key, cafile=ca[2] if ca else None)
 
 
 @dataclass
@@ -49,11 +41,12 @@ class Outcome:
     log: str = ""
 
 
-async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, password: str, ca=None) -> Outcome:
+async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, password: str, ca=None,
+                    purposes=("server", "client")) -> Outcome:
     """Start an edge for ring.test and the peer (``make_peer(edge_port)``), run ``script`` as
     ``user`` on the peer, stop everything."""
     config = S2SConfig(frozenset({RING}), b"ring-shared-dialback-secret-0001", tls=tls)
-    server_ssl, client_ssl = tls_contexts(tmp_path, ca) if tls else (None, None)
+    edge_tls_ = edge_tls(tmp_path, ca, purposes) if tls else None
     services = RingServices(frozenset({RING}))
     resolver = PeerResolver({}, use_dns=False)
     outcome = Outcome(ClientResult())
@@ -65,7 +58,7 @@ async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, passwo
                 for reply in services.handle(event.element):
                     nursery.start_soon(node.send, reply)
 
-        node = S2SNode(config, resolver, on_stanza=on_stanza, server_ssl=server_ssl, client_ssl=client_ssl)
+        node = S2SNode(config, resolver, on_stanza=on_stanza, tls=edge_tls_)
         outcome.node = node
         port = await nursery.start(node.run)
         peer = make_peer(port)

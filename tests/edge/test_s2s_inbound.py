@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from edge.cert_names import CertificateNames, PeerCertificate
 from edge.dialback import dialback_key
 from edge.s2s_events import (
     Authenticated,
@@ -32,6 +33,11 @@ DB_FEATURES = ("<stream:features><dialback xmlns='urn:xmpp:features:dialback'><e
 
 def config(**kw):
     return S2SConfig(frozenset({RING}), SECRET, **kw)
+
+
+def certified(domain):
+    """The driver's verdict on a trusted certificate naming ``domain``."""
+    return PeerCertificate(True, True, CertificateNames(dns=frozenset({domain})))
 
 
 def machine(**kw):
@@ -218,7 +224,7 @@ def test_starttls_then_sasl_external_for_a_certified_peer():
     assert reader.read_canon(m.data_to_send()) == [canon(xml("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"))]
     assert m.next_events()[-1] == StartTLS(server_side=True)
     assert m.state is InboundState.TLS_HANDSHAKE
-    m.tls_established(2.0, frozenset({PEER}))
+    m.tls_established(2.0, certified(PEER))
     reader.restart()
     _, out = opened(m, reader)
     assert out == [canon(xml(
@@ -239,7 +245,7 @@ def test_sasl_external_refused_when_the_certificate_names_another_domain():
     m = machine(tls=True)
     reader, _ = opened(m)
     m.receive_data(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", 1.0)
-    m.tls_established(2.0, frozenset({"other.test"}))
+    m.tls_established(2.0, certified("other.test"))
     reader = Reader()
     m.data_to_send()
     _, out = opened(m, reader)
