@@ -256,12 +256,16 @@ class LiveNode:
         self._after(now)
         return msg_id
 
-    async def send_batch(self, items: Iterable[tuple[int, bytes]]) -> list[int]:
-        """Originate many envelopes at once (one flush): the cheap way to send in bulk."""
+    async def send_batch(self, items: Iterable[tuple[int, bytes]], *, flags: int = 0) -> list[int]:
+        """Originate many envelopes at once (one flush): the cheap way to send in bulk.
+        ``flags`` (e.g. TRACE) apply to every envelope of the batch."""
         await self._wait_capacity()
         now = trio.current_time()
         send = self.core.send
-        ids = [send(dest, payload, now) for dest, payload in items]
+        if flags:
+            ids = [send(dest, payload, now, flags=flags) for dest, payload in items]
+        else:
+            ids = [send(dest, payload, now) for dest, payload in items]
         self._after(now)
         return ids
 
