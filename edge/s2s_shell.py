@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -96,6 +96,9 @@ class S2SNode:
         self._outbound: dict[tuple[str, str, bool], _Conn] = {}
         self._waiting: dict[tuple[str, str, str], str] = {}  # verify ident -> inbound stream id
         self.listen_port: int | None = None
+        # Backpressure: awaited before each read, so a router that cannot keep up slows the
+        # peers' TCP streams instead of queueing without bound.
+        self.flow: Callable[[], Awaitable[None]] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -197,6 +200,8 @@ class S2SNode:
         machine = conn.machine
         await self._pump(conn)
         while not machine.closed:
+            if self.flow is not None:
+                await self.flow()
             deadline = machine.get_timer()
             data: bytes | None = None
             with trio.move_on_at(deadline if deadline is not None else float("inf")) as scope:
