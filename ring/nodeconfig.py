@@ -113,9 +113,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def load_node_config(path: str | Path | None, *, overrides: list[str] | None = None,
-                     **cli: Any) -> NodeConfig:
+                     extra_sections: tuple[str, ...] = (), **cli: Any) -> NodeConfig:
     """Read ``path`` (may be None: defaults only), then apply ``--set`` overrides and the
-    named command-line options (listen, advertise, bootstrap, admin, insecure_plain, log_level)."""
+    named command-line options (listen, advertise, bootstrap, admin, insecure_plain, log_level).
+    ``extra_sections``: top-level tables another component reads from the same file."""
     raw: dict[str, Any] = {}
     base = Path.cwd()
     if path is not None:
@@ -127,7 +128,7 @@ def load_node_config(path: str | Path | None, *, overrides: list[str] | None = N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: {exc}") from None
         base = p.resolve().parent
-    _check_keys("top level", raw, {"name", "node", "tls", "ring", "limits"})
+    _check_keys("top level", raw, {"name", "node", "tls", "ring", "limits", *extra_sections})
     sections: dict[str, dict[str, Any]] = {}
     for s in ("node", "tls", "ring", "limits"):
         v = raw.get(s, {})
