@@ -15,6 +15,7 @@ COMMANDS = [
     "simulations.cli", "topology.cli",
     "ring.cli_demo",
     "ring.cli_node",
+    "edge.cli_edge", "edge.cli_demo",
 ]
 
 

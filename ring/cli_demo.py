@@ -1,4 +1,4 @@
-"""``ringmesh demo``: an in-memory ring of N cores, routing JIDs and printing every hop."""
+"""``ringmesh demo-memory``: an in-memory ring of N cores, routing JIDs and printing every hop."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .memcluster import InMemoryCluster
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="build an in-memory ring and route stanzas across it")
+    p = sub.add_parser("demo-memory", help="build an in-memory ring of cores (no sockets) and route JIDs across it")
     p.add_argument("--nodes", type=int, default=64, help="ring size (default 64)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jids", nargs="*", default=None, help="JIDs to route (default: a few)")

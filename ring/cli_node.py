@@ -71,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jids", nargs="*", default=None, help="JIDs to route once converged")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: until interrupted)")
+    _xmpp_cluster_options(p)
     p.set_defaults(func=cmd_cluster_up)
 
     p = sub.add_parser("status", help="a node's id, predecessor, successors and fingers")
@@ -156,9 +157,22 @@ def cmd_node_run(args: argparse.Namespace) -> int:
 
 # == cluster up ==============================================================================
 
+def _xmpp_cluster_options(p: argparse.ArgumentParser) -> None:
+    """``--domain`` and friends make the cluster an XMPP ring with an s2s edge (edge package)."""
+    try:
+        from edge.cli_edge import add_cluster_options
+    except ImportError:  # the edge package is not installed: a plain ring only
+        return
+    add_cluster_options(p)
+
+
 def cmd_cluster_up(args: argparse.Namespace) -> int:
     if not 1 <= args.nodes <= 256:
         raise ValueError("--nodes must be between 1 and 256")
+    if getattr(args, "domain", None):
+        from edge.cli_edge import cmd_cluster_up_xmpp
+
+        return cmd_cluster_up_xmpp(args)
     setup_logging(args.log_level if args.log_level != "info" else "warning")
     return trio.run(_cluster_up, args)
 
