@@ -15,7 +15,8 @@ misnamed certificate is not an error: the stream just does not offer SASL EXTERN
 
 Resource handling: trust roots are loaded once, when the verifier is made (files are read
 then); :meth:`PeerCertificateVerifier.verify` does no I/O beyond OpenSSL's hashed-directory
-lookups for a ``capath``.
+lookups for a ``capath``. Each verification gets a fresh ``X509Store`` over the loaded roots,
+because OpenSSL keeps the first verification time set on a store.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import ssl
+import warnings
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from OpenSSL import crypto
 
@@ -44,15 +47,27 @@ class TrustError(ValueError):
     """Trust roots could not be loaded (a missing or unreadable CA file)."""
 
 
-def load_pem_certificates(path: StrPath) -> list[x509.Certificate]:
+def load_pem_certificates(path: StrPath, *, skip_bad: bool = False) -> list[x509.Certificate]:
+    """Every certificate of a PEM file. ``skip_bad`` (for the system bundle) drops the ones
+    that do not parse instead of refusing the whole file."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise TrustError(f"cannot read CA certificates {path}: {exc}") from None
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError as exc:
-        raise TrustError(f"{path} holds no valid PEM certificate: {exc}") from None
+    if not skip_bad:
+        try:
+            return x509.load_pem_x509_certificates(data)
+        except ValueError as exc:
+            raise TrustError(f"{path} holds no valid PEM certificate: {exc}") from None
+    certs = []
+    end = b"-----END CERTIFICATE-----"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # old roots with odd encodings still work in OpenSSL
+        for block in data.split(end)[:-1]:
+            try:
+                certs.append(x509.load_pem_x509_certificate(block + end))
+            except ValueError:
+                continue
     return certs
 
 
@@ -67,8 +82,9 @@ class PeerCertificateVerifier:
 
     def __init__(self, *, cafile: StrPath | Sequence[StrPath] | None = None, capath: StrPath | None = None,
                  system_roots: bool = False) -> None:
-        self._store = crypto.X509Store()
-        self.roots = 0
+        self._roots: list[crypto.X509] = []
+        self._seen: set[bytes] = set()
+        self._dirs: list[str] = []
         files = [] if cafile is None else [cafile] if isinstance(cafile, (str, PathLike)) else list(cafile)
         for path in files:
             for cert in load_pem_certificates(path):
@@ -76,27 +92,38 @@ class PeerCertificateVerifier:
         if capath is not None:
             if not Path(capath).is_dir():
                 raise TrustError(f"CA directory {capath} does not exist")
-            self._store.load_locations(None, str(capath))
-            self.roots += 1
+            self._dirs.append(str(capath))
         if system_roots:
             paths = ssl.get_default_verify_paths()
             for candidate in (paths.cafile, paths.openssl_cafile):
                 if candidate and Path(candidate).is_file():
-                    for cert in load_pem_certificates(candidate):
+                    for cert in load_pem_certificates(candidate, skip_bad=True):
                         self._add(cert)
                     break
             for candidate in (paths.capath, paths.openssl_capath):
                 if candidate and Path(candidate).is_dir():
-                    self._store.load_locations(None, candidate)
-                    self.roots += 1
+                    self._dirs.append(candidate)
                     break
 
+    @property
+    def roots(self) -> int:
+        """How many root certificates and CA directories peers' certificates may chain to."""
+        return len(self._roots) + len(self._dirs)
+
     def _add(self, cert: x509.Certificate) -> None:
-        try:
-            self._store.add_cert(crypto.X509.from_cryptography(cert))
-            self.roots += 1
-        except crypto.Error:  # the same root twice
-            pass
+        fingerprint = cert.fingerprint(hashes.SHA256())
+        if fingerprint not in self._seen:
+            self._seen.add(fingerprint)
+            self._roots.append(crypto.X509.from_cryptography(cert))
+
+    def _store(self, at: _dt.datetime) -> crypto.X509Store:
+        store = crypto.X509Store()
+        for root in self._roots:
+            store.add_cert(root)
+        for directory in self._dirs:
+            store.load_locations(None, directory)
+        store.set_time(at.astimezone(_dt.timezone.utc).replace(tzinfo=None))
+        return store
 
     def verify(self, leaf_der: bytes | None, chain_der: Sequence[bytes], at: _dt.datetime) -> PeerCertificate:
         """The verdict on a presented certificate (DER) with the peer's other certificates,
@@ -120,9 +147,8 @@ class PeerCertificateVerifier:
         reason = self._usage_problem(leaf)
         if reason:
             return PeerCertificate(True, False, names, reason)
-        self._store.set_time(at.astimezone(_dt.timezone.utc).replace(tzinfo=None))
         try:
-            crypto.X509StoreContext(self._store, crypto.X509.from_cryptography(leaf), extra).verify_certificate()
+            crypto.X509StoreContext(self._store(at), crypto.X509.from_cryptography(leaf), extra).verify_certificate()
         except crypto.X509StoreContextError as exc:
             return PeerCertificate(True, False, names, str(exc))
         except crypto.Error as exc:  # anything else OpenSSL could not make sense of

@@ -9,7 +9,12 @@ STARTTLS alike.
 Concurrency: one task may receive while another sends (the s2s shell reads in one task and
 writes from others). OpenSSL calls are synchronous, so they never interleave; every write
 to the transport goes through one FIFO lock, so records leave in the order OpenSSL made
-them. Renegotiation is disabled, so a write never has to wait for a read.
+them. A sender hands its data to OpenSSL only while holding the lock and drains OpenSSL
+again after each write before letting go, so what a receiver finds in OpenSSL's buffer is
+only what reading produced. A receiver never waits for that lock: if a sender holds it, the sender will carry whatever
+the read produced (a key update, an alert). Otherwise two peers both blocked in sending
+could each stop reading, and neither would ever finish. Renegotiation is disabled, so a
+write never has to wait for a read.
 
 Error handling: every TLS failure (bad record, alert, handshake failure) surfaces as
 ``trio.BrokenResourceError``; a clean close (close_notify or EOF) as ``b""``.
@@ -84,12 +89,13 @@ class OpenSSLStream(trio.abc.Stream):
             raise trio.ClosedResourceError("TLS stream is closed")
         if not self._handshook:
             await self.do_handshake()
-        if data:
-            try:
-                self.connection.sendall(bytes(data))
-            except SSL.Error as exc:
-                raise trio.BrokenResourceError(f"TLS write failed: {_describe(exc)}") from exc
-        await self._flush()
+        async with self._send_lock:  # records enter OpenSSL's buffer only under the lock
+            if data:
+                try:
+                    self.connection.sendall(bytes(data))
+                except SSL.Error as exc:
+                    raise trio.BrokenResourceError(f"TLS write failed: {_describe(exc)}") from exc
+            await self._send_drained()
 
     async def wait_send_all_might_not_block(self) -> None:
         async with self._send_lock:
@@ -110,7 +116,7 @@ class OpenSSLStream(trio.abc.Stream):
                 except SSL.WantReadError:
                     if eof:
                         return b""
-                    await self._flush()  # reading may have produced records (key updates, alerts)
+                    await self._flush(from_reader=True)  # reading may have produced records
                     eof = not await self._fill()  # at EOF the next recv says how the peer ended
                     continue
                 except SSL.ZeroReturnError:
@@ -122,7 +128,7 @@ class OpenSSLStream(trio.abc.Stream):
                 except SSL.Error as exc:
                     await self._flush_quietly()
                     raise trio.BrokenResourceError(f"TLS read failed: {_describe(exc)}") from exc
-                await self._flush()
+                await self._flush(from_reader=True)
                 return data
         finally:
             self._receiving = False
@@ -162,20 +168,29 @@ class OpenSSLStream(trio.abc.Stream):
         self.connection.bio_write(data)
         return True
 
-    async def _flush(self) -> None:
-        """Send every record OpenSSL has produced, in order."""
+    def _drain(self) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = self.connection.bio_read(_BIO_READ)
+            except SSL.WantReadError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _send_drained(self) -> None:
+        """With the send lock held: send what OpenSSL produced, until nothing is left."""
+        while data := self._drain():
+            await self.transport.send_all(data)
+
+    async def _flush(self, *, from_reader: bool = False) -> None:
+        """Send every record OpenSSL has produced, in order (see the module docstring)."""
+        if from_reader and self._send_lock.locked():
+            return  # the holder drains again before it releases the lock
         async with self._send_lock:
-            chunks = []
-            while True:
-                try:
-                    chunk = self.connection.bio_read(_BIO_READ)
-                except SSL.WantReadError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            if chunks:
-                await self.transport.send_all(b"".join(chunks))
+            await self._send_drained()
 
     async def _flush_quietly(self) -> None:
         try:
