@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import platform
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -133,7 +134,24 @@ def versions() -> dict[str, str]:
             vs[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             vs[pkg] = "not installed"
+    vs["git_commit"] = _git_commit()
     return vs
+
+
+def _git_commit() -> str:
+    """The checkout's commit (with "+dirty" for local changes), or "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return "unknown"
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "ring", "simulations",
+                                "topology"], cwd=root, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 class _Writer:
