@@ -8,7 +8,10 @@ stanzas are built as lxml elements, which the rest of the edge works with.
 
 RFC 6120 §11.1 restricted XML is enforced: a DOCTYPE (hence any entity declaration, billion
 laughs included), comment, processing instruction or non-predefined entity reference ends the
-stream with ``restricted-xml``. Every size has a limit from :class:`ParserLimits`: bytes of
+stream with ``restricted-xml``. Bytes that are not UTF-8 (or another encoding announced) end
+it with ``unsupported-encoding`` (§4.9.3.22), characters XML forbids with ``not-well-formed``,
+an undeclared prefix with ``bad-namespace-prefix``, a first element outside the streams
+namespace with ``invalid-namespace``. Every size has a limit from :class:`ParserLimits`: bytes of
 one stanza (whatever it is made of: one huge attribute, text or 10,000 nested elements), depth,
 attribute count and size, text size, header size. A breach raises :class:`StreamError` with
 the condition the stream must be closed with; the parser is then closed for good.
@@ -16,6 +19,7 @@ the condition the stream must be closed with; the parser is then closed for good
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass, field
 from xml.parsers import expat
 
@@ -37,6 +41,18 @@ _RESTRICTED_CODES = {
     _CODE[_E.XML_ERROR_NOT_STANDALONE],
 }
 _ENCODING_CODES = {_CODE[_E.XML_ERROR_UNKNOWN_ENCODING], _CODE[_E.XML_ERROR_INCORRECT_ENCODING]}
+_INVALID_TOKEN = _CODE[_E.XML_ERROR_INVALID_TOKEN]
+_UNBOUND_PREFIX = _CODE[_E.XML_ERROR_UNBOUND_PREFIX]
+
+
+def _starts_with_bad_utf8(data: bytes) -> bool:
+    """Whether ``data`` opens with a byte sequence that is not UTF-8 (expat reports such
+    bytes and characters XML forbids, like NUL, with the same error)."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data[:4], final=False)
+    except UnicodeDecodeError as exc:
+        return exc.start == 0
+    return False
 _FEED_CHUNK = 64 * 1024  # limits are checked between chunks, so a 10 MB write is cut short early
 
 
@@ -113,6 +129,7 @@ class XMLStreamParser:
         self._p.ExternalEntityRefHandler = self._external_entity
         self._items: list[Item] = []
         self._fed = 0  # total bytes given to expat
+        self._recent = b""  # the last few of them (an invalid sequence may straddle two feeds)
         self._boundary = 0  # byte offset where the pending (incomplete) item began
         self._depth = 0  # 0 outside the stream, 1 inside the header, 2 in a stanza root...
         self._stack: list[etree._Element] = []
@@ -136,11 +153,13 @@ class XMLStreamParser:
             return []
         if self._first and data:
             self._check_encoding_signature(data)
+        chunk = b""
         try:
             for start in range(0, len(data), _FEED_CHUNK):
                 chunk = data[start : start + _FEED_CHUNK]
                 self._p.Parse(chunk, False)
                 self._fed += len(chunk)
+                self._recent = (self._recent + chunk)[-4:]
                 self._check_pending()
                 if self._closed:
                     rest = data[start + len(chunk) :]
@@ -152,7 +171,9 @@ class XMLStreamParser:
             raise
         except expat.ExpatError as exc:
             self._shutdown()
-            raise self._map_expat(exc) from None
+            # The bytes at the error, which may have begun in the previous chunk.
+            window, at = self._recent + chunk, self._p.ErrorByteIndex - (self._fed - len(self._recent))
+            raise self._map_expat(exc, window[at:] if 0 <= at < len(window) else b"") from None
         items, self._items = self._items, []
         return items
 
@@ -173,11 +194,15 @@ class XMLStreamParser:
         elif pending > self.limits.max_stanza_bytes:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "stanza too large", app="stanza-too-big")
 
-    def _map_expat(self, exc: expat.ExpatError) -> StreamError:
+    def _map_expat(self, exc: expat.ExpatError, at_error: bytes) -> StreamError:
         if exc.code in _RESTRICTED_CODES:
             return StreamError(StreamCondition.RESTRICTED_XML, "entity references are not allowed")
         if exc.code in _ENCODING_CODES:
             return StreamError(StreamCondition.UNSUPPORTED_ENCODING, "only UTF-8 is supported")
+        if exc.code == _INVALID_TOKEN and _starts_with_bad_utf8(at_error):
+            return StreamError(StreamCondition.UNSUPPORTED_ENCODING, "invalid UTF-8")
+        if exc.code == _UNBOUND_PREFIX:
+            return StreamError(StreamCondition.BAD_NAMESPACE_PREFIX, "undeclared namespace prefix")
         return StreamError(StreamCondition.NOT_WELL_FORMED, expat.ErrorString(exc.code))
 
     def take_completed(self) -> list[Item]:
@@ -259,9 +284,9 @@ class XMLStreamParser:
 
     def _header(self, tag: str, attrs: dict[str, str], declared: dict[str | None, str]) -> None:
         if tag != f"{{{NS_STREAMS}}}stream":
-            if tag.endswith("}stream") or tag == "stream":
+            if not tag.startswith(f"{{{NS_STREAMS}}}"):  # RFC 6120 §4.8.1
                 raise StreamError(StreamCondition.INVALID_NAMESPACE, "stream namespace must be " + NS_STREAMS)
-            raise StreamError(StreamCondition.INVALID_XML, "the stream must open with <stream:stream>")
+            raise StreamError(StreamCondition.BAD_FORMAT, "the stream must open with <stream:stream>")
         self._header_seen = True
         self._scope_ns = declared
         values = self._attrs(attrs)

@@ -82,7 +82,7 @@ BILLION_LAUGHS = (b"<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol 'lol'><!EN
         ((b"<!DOCTYPE stream:stream>",), "restricted-xml"),
         ((HEADER, b"<message><body>" + b"A" * (10 * 1024 * 1024) + b"</body></message>"), "policy-violation"),
         ((HEADER, b"<message>" + b"<a>" * 10_000 + b"</a>" * 10_000 + b"</message>"), "policy-violation"),
-        ((HEADER, b"<message><body>\xc3\x28\xa0\xa1</body></message>"), "not-well-formed"),
+        ((HEADER, b"<message><body>\xc3\x28\xa0\xa1</body></message>"), "unsupported-encoding"),
         ((HEADER, b"<message from='a@peer.test' to='b@ring.test'/>"), "not-authorized"),
         ((HEADER, b"<db:result from='peer.test' to='ring.test'>" + b"0" * 64 + b"</db:result>"), "not-authorized"),
     ],

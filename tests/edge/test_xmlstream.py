@@ -85,15 +85,25 @@ BILLION_LAUGHS = b"""<?xml version='1.0'?><!DOCTYPE lolz [<!ENTITY lol "lol">
         ((HEADER, b"<!-- hi -->"), StreamCondition.RESTRICTED_XML),
         ((b"<?xml version='1.0'?><?xml-stylesheet href='x'?>",), StreamCondition.RESTRICTED_XML),
         ((HEADER, b"<message><?pi data?></message>"), StreamCondition.RESTRICTED_XML),
-        ((HEADER, b"<message><body>\xff\xfe\xfa</body></message>"), StreamCondition.NOT_WELL_FORMED),
-        ((HEADER, b"<message><body>\xc3</body></message>"), StreamCondition.NOT_WELL_FORMED),
+        # RFC 6120 §4.9.3.22: bytes that break UTF-8 are unsupported-encoding...
+        ((HEADER, b"<message><body>\xff\xfe\xfa</body></message>"), StreamCondition.UNSUPPORTED_ENCODING),
+        ((HEADER, b"<message><body>\xc3</body></message>"), StreamCondition.UNSUPPORTED_ENCODING),
+        ((HEADER, b"<message><body>\xed\xa0\x80</body></message>"), StreamCondition.UNSUPPORTED_ENCODING),  # surrogate
+        ((HEADER, b"<message><body>\xc0\xaf</body></message>"), StreamCondition.UNSUPPORTED_ENCODING),  # overlong
+        ((HEADER, b"<message to='\xc3(' />"), StreamCondition.UNSUPPORTED_ENCODING),
+        ((HEADER, b"<message><body>ok\xe2\x82", b"(</body></message>"), StreamCondition.UNSUPPORTED_ENCODING),
+        # ...while well-encoded characters that XML forbids are not-well-formed.
         ((HEADER, b"<message>\x00</message>"), StreamCondition.NOT_WELL_FORMED),
+        ((HEADER, b"<message>\x01</message>"), StreamCondition.NOT_WELL_FORMED),
+        ((HEADER, b"<message>\xef\xbf\xbe</message>"), StreamCondition.NOT_WELL_FORMED),  # U+FFFE
         (("<?xml version='1.0'?><stream/>".encode("utf-16"),), StreamCondition.UNSUPPORTED_ENCODING),
         ((b"<?xml version='1.0' encoding='ISO-8859-1'?><stream:stream/>",), StreamCondition.UNSUPPORTED_ENCODING),
         ((b"<stream:stream xmlns:stream='urn:wrong'>",), StreamCondition.INVALID_NAMESPACE),
-        ((b"<html>",), StreamCondition.INVALID_XML),
+        ((b"<html>",), StreamCondition.INVALID_NAMESPACE),
+        ((b"<stream:features xmlns:stream='http://etherx.jabber.org/streams'>",), StreamCondition.BAD_FORMAT),
         ((HEADER, b"<message a='1' a='2'/>"), StreamCondition.NOT_WELL_FORMED),
-        ((HEADER, b"<x:message/>"), StreamCondition.NOT_WELL_FORMED),  # unbound prefix
+        ((HEADER, b"<x:message/>"), StreamCondition.BAD_NAMESPACE_PREFIX),  # undeclared prefix
+        ((HEADER, b"<message><x:body/></message>"), StreamCondition.BAD_NAMESPACE_PREFIX),
         ((HEADER, b"</stream:stream>", b"<message/>"), StreamCondition.NOT_WELL_FORMED),
         ((HEADER, b"stray text"), StreamCondition.BAD_FORMAT),
         ((HEADER, b"<a></b>"), StreamCondition.NOT_WELL_FORMED),
