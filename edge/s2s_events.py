@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 from .jid import JID
+from .rate_limit import RateLimits
 from .xmlstream import ParserLimits
 
 
@@ -39,6 +40,7 @@ class S2SConfig:
     sasl_external: bool = True
     bidi: bool = False
     limits: ParserLimits = field(default_factory=ParserLimits)
+    rate: RateLimits = field(default_factory=RateLimits)  # bytes a peer may send per stream
     handshake_timeout: float = 30.0  # connect to authenticated (or first answered verify)
     dialback_timeout: float = 20.0  # one key verification, either side
     close_timeout: float = 5.0  # our </stream:stream> sent, waiting for the peer's

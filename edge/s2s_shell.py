@@ -207,6 +207,9 @@ class S2SNode:
             with trio.move_on_at(deadline if deadline is not None else float("inf")) as scope:
                 conn.scope = scope
                 try:
+                    resume = machine.read_resume_at()
+                    if resume is not None:  # over its byte rate: stop reading, TCP pushes back
+                        await trio.sleep_until(resume)
                     data = await conn.stream.receive_some(READ_SIZE)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     data = b""

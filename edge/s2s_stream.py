@@ -7,7 +7,9 @@ pair is not in the table is a protocol violation and closes the stream with a st
 
 The machines are sans-IO: ``receive_data(bytes, now)`` in, ``data_to_send()`` and
 ``next_events()`` out, ``get_timer()``/``handle_timer(now)`` for every timeout. They never
-read a clock, open a socket or start TLS themselves; they *say* when TLS must start.
+read a clock, open a socket or start TLS themselves; they *say* when TLS must start, and
+when the driver should pause reading (``read_resume_at()``: the peer is over its byte rate,
+see :mod:`edge.rate_limit`; one that stays over it gets ``policy-violation``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from xml.sax.saxutils import quoteattr
 from lxml import etree
 
 from .errors import NS_STREAMS, LocalProtocolError, StreamCondition, StreamError, parse_stream_error, stream_error_element
+from .rate_limit import ByteRateLimiter
 from .s2s_events import Event, S2SConfig, StreamClosed, StreamErrorReceived
 from .xmlstream import StreamEnd, StreamHeader, XMLStreamParser
 
@@ -109,6 +112,7 @@ class S2SStreamBase:
         self.config = config
         self._id_factory = id_factory
         self._parser = XMLStreamParser(config.limits)
+        self._rate = ByteRateLimiter(config.rate, now)  # across restarts: one budget per connection
         self._out = bytearray()
         self._events: list[Event] = []
         self._deadlines: dict[str, float] = {"handshake": now + config.handshake_timeout}
@@ -134,6 +138,11 @@ class S2SStreamBase:
         if self._sent_close and self._got_close:
             return
         try:
+            self._rate.consume(len(data), now)
+        except StreamError as exc:
+            self.fail(exc.condition, exc.text, exc.app)
+            return
+        try:
             items = self._parser.feed(data)
         except StreamError as exc:
             self._process_items(self._parser_salvage(), now)
@@ -149,6 +158,13 @@ class S2SStreamBase:
     def next_events(self) -> list[Event]:
         events, self._events = self._events, []
         return events
+
+    def read_resume_at(self) -> float | None:
+        """When the driver may read from the peer again (it is over its byte rate), or None
+        to read now. Timers still fire meanwhile."""
+        if self.state in self._CLOSED_STATES:
+            return None
+        return self._rate.resume_at()
 
     def get_timer(self) -> float | None:
         if self.state in self._CLOSED_STATES:
