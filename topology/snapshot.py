@@ -109,8 +109,12 @@ def to_graph(records: Iterable[StatusRecord], *, bits: int = 160) -> nx.DiGraph:
                 g.add_edge(r.id, r.predecessor.id, kind="predecessor")
         for idx, f in r.fingers:
             add(f)
-            if f.id != r.id and not g.has_edge(r.id, f.id):
+            if f.id == r.id:
+                continue
+            if not g.has_edge(r.id, f.id):
                 g.add_edge(r.id, f.id, kind="finger", index=idx)
+            elif g.edges[r.id, f.id]["kind"] != "finger":
+                g.edges[r.id, f.id].setdefault("finger_index", idx)  # also a finger
     return g
 
 
@@ -169,8 +173,8 @@ def records_from_cores(cores: Iterable[Any]) -> list[StatusRecord]:
 
 def draw(g: nx.DiGraph, path: str | Path, *, title: str | None = None,
          label_limit: int = 64) -> Path:
-    """Draw the ring: nodes at their angle on the id circle, successor edges around it,
-    fingers as chords. Labels (short ids) only for rings of at most ``label_limit`` nodes."""
+    """Draw the ring: nodes at their angle on the id circle, immediate successors around it,
+    fingers as chords (the rest of each successor list stays in the graph file, not drawn). Labels (short ids) only for rings of at most ``label_limit`` nodes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,10 +187,12 @@ def draw(g: nx.DiGraph, path: str | Path, *, title: str | None = None,
         pos[n] = (math.sin(a), math.cos(a))  # clockwise from the top, like the paper
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.add_patch(plt.Circle((0, 0), 1.0, fill=False, color="#dddddd"))
-    kinds = {"finger": ("#7fa7d9", 0.5), "predecessor": ("#c9a0dc", 0.6),
-             "successor": ("#333333", 0.9)}
-    for kind, (colour, alpha) in kinds.items():
-        edges = [(u, v) for u, v, d in g.edges(data=True) if d.get("kind") == kind]
+    groups = {
+        ("#7fa7d9", 0.5): lambda d: d.get("kind") == "finger" or "finger_index" in d,
+        ("#333333", 0.9): lambda d: d.get("kind") == "successor" and d.get("rank") == 0,
+    }
+    for (colour, alpha), wanted in groups.items():
+        edges = [(u, v) for u, v, d in g.edges(data=True) if wanted(d)]
         if edges:
             arrows = {"arrows": True, "arrowsize": 6} if len(g) <= 200 else {"arrows": False}
             nx.draw_networkx_edges(g, pos, edgelist=edges, ax=ax, edge_color=colour, alpha=alpha,
@@ -206,10 +212,9 @@ def draw(g: nx.DiGraph, path: str | Path, *, title: str | None = None,
     ax.set_ylim(-1.3, 1.3)
     ax.set_aspect("equal")
     ax.axis("off")
-    n_s = sum(1 for *_, d in g.edges(data=True) if d.get("kind") == "successor")
-    n_f = sum(1 for *_, d in g.edges(data=True) if d.get("kind") == "finger")
-    ax.set_title(title or f"ring snapshot: {len(g)} nodes ({len(queried)} queried), "
-                          f"{n_s} successor and {n_f} finger pointers", fontsize=9)
+    n_f = sum(1 for *_, d in g.edges(data=True) if d.get("kind") == "finger" or "finger_index" in d)
+    ax.set_title(title or f"ring snapshot: {len(g)} nodes ({len(queried)} queried); "
+                          f"black: successors, blue: {n_f} finger pointers", fontsize=9)
     p = Path(path)
     fig.tight_layout()
     fig.savefig(p, dpi=120)
