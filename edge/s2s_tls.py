@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import logging
 from collections.abc import Iterable, Sequence
 
 import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 
@@ -28,6 +30,7 @@ from .cert_names import PeerCertificate, to_ascii
 from .cert_trust import PeerCertificateVerifier, StrPath, TrustError, load_pem_certificates
 from .tls_stream import OpenSSLStream
 
+log = logging.getLogger(__name__)
 SELF_SIGNED_DAYS = 365
 _OPTIONS = (SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_IGNORE_UNEXPECTED_EOF
             | SSL.OP_CIPHER_SERVER_PREFERENCE)
@@ -50,7 +53,7 @@ class S2STLS:
     never offered to peers, though the edge still uses it towards peers that trust *it*).
     """
 
-    def __init__(self, chain: Sequence[x509.Certificate], key, *,
+    def __init__(self, chain: Sequence[x509.Certificate], key: CertificateIssuerPrivateKeyTypes, *,
                  verifier: PeerCertificateVerifier | None = None) -> None:
         if not chain:
             raise TLSConfigError("no certificate given")
@@ -73,6 +76,8 @@ class S2STLS:
                 key = serialization.load_pem_private_key(fh.read(), password=None)
         except (OSError, ValueError, TypeError) as exc:
             raise TLSConfigError(f"cannot load private key {private_key}: {exc}") from None
+        if not isinstance(key, CertificateIssuerPrivateKeyTypes):
+            raise TLSConfigError(f"{private_key} holds a key that cannot serve TLS")
         verifier = PeerCertificateVerifier(cafile=cafile, capath=capath, system_roots=system_roots)
         return cls(chain, key, verifier=verifier)
 
@@ -110,7 +115,7 @@ class S2STLS:
                 .sign(key, hashes.SHA256()))
         return cls([cert], key, verifier=verifier)
 
-    def _context(self, method: int, key) -> SSL.Context:
+    def _context(self, method: int, key: CertificateIssuerPrivateKeyTypes) -> SSL.Context:
         ctx = SSL.Context(method)
         ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
         ctx.set_options(_OPTIONS)
@@ -147,8 +152,14 @@ class S2STLS:
         return stream, self.judge(stream, at)
 
     def judge(self, stream: OpenSSLStream, at: _dt.datetime | None = None) -> PeerCertificate:
+        """The verdict on the peer's certificate. Whatever the peer sent, this never raises:
+        a certificate that cannot be judged is an untrusted one (dialback still works)."""
         leaf, chain = stream.peer_certificates()
-        return self.verifier.verify(leaf, chain, at or _dt.datetime.now(_dt.timezone.utc))
+        try:
+            return self.verifier.verify(leaf, chain, at or _dt.datetime.now(_dt.timezone.utc))
+        except Exception as exc:  # a certificate no check foresaw must not take the node down
+            log.exception("could not judge a peer certificate")
+            return PeerCertificate(True, False, reason=f"could not be judged: {type(exc).__name__}")
 
 
 def _is_ip(name: str) -> bool:

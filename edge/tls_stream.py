@@ -23,7 +23,7 @@ Error handling: every TLS failure (bad record, alert, handshake failure) surface
 from __future__ import annotations
 
 import trio
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 DEFAULT_READ = 65536
 _BIO_READ = 65536
@@ -70,13 +70,14 @@ class OpenSSLStream(trio.abc.Stream):
             self._receiving = False
 
     def peer_certificates(self) -> tuple[bytes | None, list[bytes]]:
-        """The peer's certificate and the other certificates it sent (DER), unverified."""
-        leaf = self.connection.get_peer_certificate(as_cryptography=True)
-        chain = self.connection.get_peer_cert_chain(as_cryptography=True) or []
-        from cryptography.hazmat.primitives.serialization import Encoding
+        """The peer's certificate and the other certificates it sent (DER), unverified.
 
-        leaf_der = leaf.public_bytes(Encoding.DER) if leaf is not None else None
-        return leaf_der, [c.public_bytes(Encoding.DER) for c in chain]
+        Taken as OpenSSL holds them, without parsing: a certificate OpenSSL accepted but
+        stricter parsers refuse must become an "untrusted" verdict, not an exception here."""
+        leaf = self.connection.get_peer_certificate()
+        chain = self.connection.get_peer_cert_chain() or []
+        leaf_der = crypto.dump_certificate(crypto.FILETYPE_ASN1, leaf) if leaf is not None else None
+        return leaf_der, [crypto.dump_certificate(crypto.FILETYPE_ASN1, c) for c in chain]
 
     @property
     def version(self) -> str:
