@@ -91,8 +91,7 @@ def _node_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], con
                "delivered": live.delivered, "forwarded": core.stats.forwarded,
                "originated": core.stats.originated, "custody": core.custody_count,
                "succ": core.table.successor.id if core.table.successor else None,
-               "sends": sends, "frames_out": frames, "lat": list(lat),
-               "congested": len(live._congested), "links": [(lk.state.value, lk.queued, lk.frames_out) for lk in live.links()]}
+               "sends": sends, "frames_out": frames, "lat": list(lat)}
         lat.clear()
         return out
 
@@ -242,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-rate", type=float, default=None,
                     help="stanzas/s for the latency phase (default: half the full-load rate)")
     ap.add_argument("--profile", choices=["A", "B", "C"], default=None)
+    ap.add_argument("--verbose", action="store_true", help="print pids and raw phase figures")
     args = ap.parse_args(argv)
 
     from ring.ca import init_ca, issue_node
@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             p.start()
             msg = mine.recv()
             conns[r], procs[r] = mine, p
+            if args.verbose:
+                print(f"node {r}: pid {p.pid}", flush=True)
             if not boot:
                 boot = [msg[1]]
         ids = {r: c.node_id for r, c in roles.items()}
@@ -316,11 +318,11 @@ def main(argv: list[str] | None = None) -> int:
             return out
 
         full = phase(None, False)
-        if os.environ.get("BENCH_DEBUG"):
+        if args.verbose:
             print({r: {k: v for k, v in d.items() if k != "lat"} for r, d in full.items()})
         rate = full["B"]["forwarded"]
         half = phase(args.latency_rate or rate / 2, True)
-        if os.environ.get("BENCH_DEBUG"):
+        if args.verbose:
             print({r: {k: v for k, v in d.items() if k != "lat"} for r, d in half.items()})
         results = []
         for r in "ABC":

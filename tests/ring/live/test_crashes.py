@@ -28,7 +28,7 @@ def write_config(path: Path, ca: Path, name: str, bootstrap: str, cfg: RingConfi
     ring = "\n".join(f"{k} = {getattr(cfg, k)}" for k in (
         "expected_nodes", "stabilize_interval", "fix_fingers_interval",
         "check_predecessor_interval", "rpc_timeout", "lookup_timeout", "ack_timeout",
-        "custody_timeout"))
+        "custody_timeout", "max_retries"))
     path.write_text(f"""name = "{name}"
 [node]
 listen = "127.0.0.1:0"
@@ -46,7 +46,8 @@ key = "{ca / 'nodes' / (name + '.key')}"
 
 async def test_kill9_a_quarter_while_traffic_flows_exactly_once(tmp_path):
     n_local, n_doomed = 12, 4
-    cfg = fast_config(n_local + n_doomed)
+    # Timeouts with room for a busy shared machine: a starved process must not look dead.
+    cfg = fast_config(n_local + n_doomed, ack_timeout=1.0, rpc_timeout=1.0, max_retries=10)
     sp = cfg.space
     ca = tmp_path / "ca"
     init_ca(ca)
@@ -157,9 +158,10 @@ async def test_kill9_a_quarter_while_traffic_flows_exactly_once(tmp_path):
             assert settled(), (
                 f"converged={converged(survivors)} "
                 f"undelivered={len(accepted - set(delivered))} failed={len(failed)} "
+                f"codes={Counter(ev.report.code.name for ev in failed)} "
                 f"custody={[c.custody_count for c in survivors]}")
             await trio.sleep(1.0)  # let any late duplicate show itself
-            assert not failed, failed[:3]
+            assert not failed, Counter(ev.report.code.name for ev in failed)
             assert set(delivered) == accepted  # nothing lost, nothing invented
             dupes = {k: c for k, c in delivered.items() if c != 1}
             assert not dupes, [(where[k], sp.short(k[0])) for k in list(dupes)[:5]]  # nothing delivered twice
