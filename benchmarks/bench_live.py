@@ -138,7 +138,9 @@ def _node_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], con
             import pstats
 
             s = io.StringIO()
-            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(28)
+            st = pstats.Stats(prof, stream=s)
+            st.sort_stats("tottime").print_stats(20)
+            st.sort_stats("cumulative").print_stats(40)
             conn.send(s.getvalue())
         else:
             conn.send("")
@@ -365,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
           f">= {GOAL_SHARE:.0%} of raw: {'met' if ok_share else 'NOT met'}")
     for text in results:
         if text:
-            print(f"\nprofile of {args.profile} at full load (tottime):\n{text}")
+            print(f"\nprofile of {args.profile} at full load (CPU time; by own time, then cumulative):\n{text}")
     return 0
 
 

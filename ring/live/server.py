@@ -289,51 +289,12 @@ class LiveNode:
         """Drain the core after any input: encode outputs into link buffers, handle events,
         re-arm the timer."""
         core = self.core
-        outs = core.take_outputs()
-        if outs:
-            enc = self.codec.encode_frame
-            links = self._links
-            me = core.me.id
-            last: PeerLink | None = None
-            touched: list[PeerLink] = []
-            local: list[Message] | None = None
-            for ref, msg in outs:
-                rid = ref.id
-                if last is not None and last.peer.id == rid:
-                    link = last
-                else:
-                    link = links.get(rid)
-                    if link is None:
-                        if rid == me:
-                            if local is None:
-                                local = []
-                            local.append(msg)
-                            continue
-                        link = self._new_dial(ref)
-                    if link is not last:
-                        touched.append(link)
-                        last = link
-                frame = enc(msg)
-                link.buf.append(frame)
-                link.queued += len(frame)
-            lim = self.limits
-            for link in touched:
-                link.wake.set()
-                q = link.queued
-                if q > lim.queue_high:
-                    if q > lim.queue_max:
-                        log_event(log, WARNING, "peer_too_slow", node=self._short(),
-                                  peer=self._ref_str(link.peer), queued=q)
-                        link.take_pending()
-                        link.close("too slow")
-                    elif not link.congested:
-                        link.congested = True
-                        self._congested.add(link)
-            if local:
-                for msg in local[:1000]:
-                    core.handle_message(core.me, msg, now)
-                self._after(now)
-                return
+        for _ in range(16):  # messages a node sends itself are rare; bound the rounds anyway
+            local = self._route_outputs(core.take_outputs())
+            if not local:
+                break
+            for msg in local[:1000]:
+                core.handle_message(core.me, msg, now)
         evs = core.take_events()
         if evs:
             self._on_events(evs, now)
@@ -344,6 +305,53 @@ class LiveNode:
         if self._waiters and not self._congested and \
                 core.custody_count < self.limits.origin_custody:
             self._capacity.set()
+
+    def _route_outputs(self, outs: list[tuple[NodeRef, Message]]) -> list[Message] | None:
+        """Encode each output onto its peer's link (dialing on demand); returns the messages
+        addressed to this node itself, if any."""
+        if not outs:
+            return None
+        enc = self.codec.encode_frame
+        links = self._links
+        me = self.node_id
+        last: PeerLink | None = None
+        last_id = -1
+        touched: list[PeerLink] = []
+        local: list[Message] | None = None
+        for ref, msg in outs:
+            rid = ref.id
+            if rid == last_id:
+                link = last
+            else:
+                link = links.get(rid)
+                if link is None:
+                    if rid == me:
+                        if local is None:
+                            local = []
+                        local.append(msg)
+                        continue
+                    link = self._new_dial(ref)
+                if link is not last:
+                    touched.append(link)
+                    last = link
+                    last_id = rid
+            frame = enc(msg)
+            link.buf.append(frame)
+            link.queued += len(frame)
+        lim = self.limits
+        for link in touched:
+            link.wake.set()
+            q = link.queued
+            if q > lim.queue_high:
+                if q > lim.queue_max:
+                    log_event(log, WARNING, "peer_too_slow", node=self._short(),
+                              peer=self._ref_str(link.peer), queued=q)
+                    link.take_pending()
+                    link.close("too slow")
+                elif not link.congested:
+                    link.congested = True
+                    self._congested.add(link)
+        return local
 
     def _on_written(self, link: PeerLink) -> None:
         if link.congested and link.queued <= self.limits.queue_high // 2:
@@ -768,12 +776,16 @@ class LiveNode:
         peer = link.peer
         now = trio.current_time()
         handle = core.handle_message
-        nxt = dec.next_message
+        next_frame = dec.frames.next_frame
+        decode = dec.codec.decode
         n = 0
         reason = ""
         while True:
             try:
-                msg = nxt()
+                body = next_frame()
+                if body is None:
+                    break
+                msg = decode(body)
             except FrameTooLarge as exc:
                 log_event(log, WARNING, "peer_dropped", node=self._short(),
                           peer=self._ref_str(peer), reason="frame too large", detail=str(exc))
@@ -785,10 +797,10 @@ class LiveNode:
                           peer=self._ref_str(peer), detail=str(exc), count=link.malformed)
                 if link.malformed >= self.limits.max_malformed:
                     reason = "too many malformed messages"
+                    log_event(log, WARNING, "peer_dropped", node=self._short(),
+                              peer=self._ref_str(peer), reason=reason)
                     break
                 continue
-            if msg is None:
-                break
             n += 1
             if type(msg) is Hello:
                 continue  # only the first one counts

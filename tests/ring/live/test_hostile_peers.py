@@ -15,6 +15,7 @@ from ring.live.cluster import LocalCluster, fast_config
 from ring.live.limits import LiveLimits
 from ring.live.server import JoinError, LiveNode
 from ring.live.tls import RingTls
+from ring.wire import frame
 
 from .livehelp import closed_by_peer, hello_frame, tls_client, tls_files
 
@@ -98,6 +99,13 @@ async def test_hostile_peers_are_refused_and_the_ring_keeps_working(tmp_path, ca
             await s.send_all(b"\xff\xff\xff\xf0" + b"x" * 100)
             assert await closed_by_peer(s)
             assert any("frame too large" in r.getMessage() for r in caplog.records)
+
+            # 5b. ... and so is one that keeps sending undecodable messages.
+            s = await tls_client(addr, honest, sp)
+            await s.send_all(hello_frame(sp, honest_id, "127.0.0.1:9"))
+            await s.send_all(b"".join(frame(b"\xc1garbage") for _ in range(LIMITS.max_malformed)))
+            assert await closed_by_peer(s)
+            assert any("too many malformed" in r.getMessage() for r in caplog.records)
 
             # 6. Slow loris before TLS: one byte at a time, never finishing the handshake.
             t = await _connect(addr)
