@@ -24,6 +24,7 @@ its time goes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing as mp
 import os
 import statistics
@@ -66,7 +67,7 @@ def _node_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], con
         batch = 256
         i = 0
         t_next = trio.current_time()
-        tick = 0.002
+        tick = 0.005
         while not stop.is_set():
             if rate is None:
                 n = batch
@@ -87,11 +88,12 @@ def _node_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], con
         core = live.core
         sends = sum(lk.sends for lk in live.links())
         frames = sum(lk.frames_out for lk in live.links())
-        out = {"wall": time.perf_counter(), "cpu": time.process_time(),
+        out = {"wall": time.perf_counter(), "cpu": time.process_time(), "sys": os.times().system,
                "delivered": live.delivered, "forwarded": core.stats.forwarded,
                "originated": core.stats.originated, "custody": core.custody_count,
                "succ": core.table.successor.id if core.table.successor else None,
-               "sends": sends, "frames_out": frames, "lat": list(lat)}
+               "sends": sends, "frames_out": frames, "lat": list(lat),
+               "stats": {k: v for k, v in dataclasses.asdict(core.stats).items() if v}}
         lat.clear()
         return out
 
@@ -311,10 +313,11 @@ def main(argv: list[str] | None = None) -> int:
                 a, b = s0[r], s1[r]
                 wall = b["wall"] - a["wall"]
                 out[r] = {"wall": wall, "cpu": (b["cpu"] - a["cpu"]) / wall,
+                          "sys": (b["sys"] - a["sys"]) / wall,
                           "delivered": (b["delivered"] - a["delivered"]) / wall,
                           "forwarded": (b["forwarded"] - a["forwarded"]) / wall,
                           "originated": (b["originated"] - a["originated"]) / wall,
-                          "custody": b["custody"], "lat": b["lat"],
+                          "custody": b["custody"], "lat": b["lat"], "stats": b["stats"],
                           "per_send": ((b["frames_out"] - a["frames_out"])
                                        / max(1, b["sends"] - a["sends"]))}
             return out
@@ -323,9 +326,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             print({r: {k: v for k, v in d.items() if k != "lat"} for r, d in full.items()})
         rate = full["B"]["forwarded"]
-        half = phase(args.latency_rate or rate / 2, True)
-        if args.verbose:
-            print({r: {k: v for k, v in d.items() if k != "lat"} for r, d in half.items()})
+        fractions = [0.5, 0.25, 0.1] if args.latency_rate is None else [None]
+        paced = []
+        for frac in fractions:
+            ph = phase(args.latency_rate if frac is None else rate * frac, True)
+            paced.append((frac, ph))
+            if args.verbose:
+                print({r: {k: v for k, v in d.items() if k != "lat"} for r, d in ph.items()})
         results = []
         for r in "ABC":
             results.append(_call(conns[r], "exit"))
@@ -339,7 +346,6 @@ def main(argv: list[str] | None = None) -> int:
         raw_rate, raw_cpu = raw_ceiling(files["A"], args.seconds, frame, per_send)
 
     b = full["B"]
-    lat = [x / 1e6 for x in half["C"]["lat"]]
     print(f"machine: {os.cpu_count()} cores (shared), Python {sys.version.split()[0]}; "
           f"3 node processes + this one")
     print(f"chain A -> B -> C, mutual TLS 1.3 on loopback, {args.payload}-byte stanzas, "
@@ -351,12 +357,17 @@ def main(argv: list[str] | None = None) -> int:
           f"(frames per send: A {full['A']['per_send']:.1f}, B {b['per_send']:.1f})")
     per_core = b["forwarded"] / b["cpu"] if b["cpu"] > 0 else float("nan")
     print(f"  B's cost: {1e6 / per_core:.2f} us CPU per forwarded stanza "
+          f"({1e6 * b['sys'] / b['forwarded']:.2f} us of it in the kernel) "
           f"-> {per_core:,.0f} stanzas/s on one full core")
-    if lat:
-        print(f"  half load ({half['B']['forwarded']:,.0f}/s): per-hop latency "
+    for frac, ph in paced:
+        lat = [x / 1e6 for x in ph["C"]["lat"]]
+        if not lat:
+            continue
+        what = f"{frac:.0%} load" if frac is not None else "paced"
+        print(f"  {what} ({ph['B']['forwarded']:,.0f}/s): per-hop latency "
               f"p50 {_pct(lat, 0.5) / 2:.3f} ms  p99 {_pct(lat, 0.99) / 2:.3f} ms  "
-              f"(end to end over 2 hops: p50 {_pct(lat, 0.5):.3f} ms, p99 {_pct(lat, 0.99):.3f} ms, "
-              f"mean {statistics.fmean(lat):.3f} ms, {len(lat)} samples)")
+              f"(end to end over 2 hops: p50 {_pct(lat, 0.5):.3f}, p99 {_pct(lat, 0.99):.3f}, "
+              f"mean {statistics.fmean(lat):.3f} ms; {len(lat)} samples)")
     print(f"  raw ceiling: {raw_rate:,.0f} frames/s through one TLS socket pair "
           f"({per_send} frames per send, receiver CPU {raw_cpu:.0%})")
     share = b["forwarded"] / raw_rate
