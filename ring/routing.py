@@ -1,12 +1,17 @@
 """Chord routing state of one node: successor list, predecessor, fingers, and ``next_hop``.
 
-All known nodes (successors and fingers) are kept in one index sorted by clockwise distance
-from this node. The index stores only the top 64 bits of each distance, in an array of
-machine words (8 bytes an entry instead of a 48-byte integer: it matters at 10**6 simulated
-nodes); entries whose top bits tie with the key's are compared exactly. "Closest preceding node of k" is then the last index entry whose distance is
-below k's distance: one bisect, whatever the table size. Because the successor is always in
-the index and precedes every key it is not responsible for, ``next_hop`` always makes
-progress: the chosen hop is strictly closer to the key than this node is.
+"Closest preceding node of k" is the farthest known node whose clockwise distance from this
+node is below k's. Both tables are kept ordered by that distance (the successor list is
+sorted; finger i succeeds me + 2**i, so fingers grow with i), each beside an array of the
+top 64 bits of its entries' distances: one C-speed bisect per table, with exact comparison
+only where top bits tie. The arrays cost 8 bytes an entry instead of a 48-byte integer,
+which matters at 10**6 simulated nodes.
+
+Because the successor is always known and precedes every key it is not responsible for,
+``next_hop`` always makes progress: the chosen hop is strictly closer to the key than this
+node is (or is the key's successor, the final hop). Entries are checked against the key's
+distance before they are returned, so a finger table made inconsistent by churn may give a
+worse hop, never a wrong one.
 
 The table knows nothing of time or messages; the node core decides when to change it.
 """
@@ -28,8 +33,8 @@ def default_successor_list_length(expected_nodes: int) -> int:
 
 
 class RoutingTable:
-    __slots__ = ("space", "me", "r", "successors", "predecessor", "_fi", "_fr",
-                 "_idx_hi", "_idx_r", "_dirty", "_shift")
+    __slots__ = ("space", "me", "r", "successors", "predecessor", "_s_hi", "_fi", "_fr",
+                 "_f_hi", "_shift")
 
     def __init__(self, space: KeySpace, me: NodeRef, r: int) -> None:
         if r < 1:
@@ -37,18 +42,18 @@ class RoutingTable:
         self.space = space
         self.me = me
         self.r = r
+        self._shift = max(space.bits - 64, 0)
+        # The next r nodes clockwise, nearest first (read-only: change with set_successors).
         self.successors: list[NodeRef] = []
+        self._s_hi = array("Q")
         self.predecessor: NodeRef | None = None
         # finger index i -> successor(me + 2**i), as a sorted association list: indices in a
-        # bytearray (bits <= 256), nodes in a parallel list. Half the size of a dict, which
-        # counts at 10**6 simulated nodes. Only indices whose start lies beyond the immediate
-        # successor are worth storing: the rest are the successor itself.
+        # bytearray (bits <= 256), nodes and their distances' top bits in parallel. Only
+        # indices whose start lies beyond the immediate successor are worth storing: the rest
+        # are the successor itself.
         self._fi = bytearray()
         self._fr: list[NodeRef] = []
-        self._idx_hi = array("Q")
-        self._idx_r: list[NodeRef] = []
-        self._dirty = False
-        self._shift = max(space.bits - 64, 0)
+        self._f_hi = array("Q")
 
     # -- reading --------------------------------------------------------------------------
 
@@ -61,19 +66,6 @@ class RoutingTable:
         """No other node known as successor: this node is the whole ring."""
         return not self.successors
 
-    def distance(self, node_id: int) -> int:
-        return (node_id - self.me.id) % self.space.modulus
-
-    def is_responsible(self, key: int) -> bool | None:
-        """True/False when the predecessor tells; None when it is unknown."""
-        if self.alone:
-            return True
-        if key == self.me.id:
-            return True
-        if self.predecessor is None:
-            return None
-        return self.space.in_half_open(key, self.predecessor.id, self.me.id)
-
     @property
     def fingers(self) -> dict[int, NodeRef]:
         """The finger table as a mapping (a copy: change it with set_finger)."""
@@ -85,10 +77,36 @@ class RoutingTable:
             return self._fr[pos]
         return None
 
+    def distance(self, node_id: int) -> int:
+        return (node_id - self.me.id) % self.space.modulus
+
+    def is_responsible(self, key: int) -> bool | None:
+        """True/False when the predecessor tells; None when it is unknown."""
+        if not self.successors:
+            return True
+        if key == self.me.id:
+            return True
+        if self.predecessor is None:
+            return None
+        return self.space.in_half_open(key, self.predecessor.id, self.me.id)
+
     def known_nodes(self) -> list[NodeRef]:
-        """Every node in the index, by clockwise distance from this node."""
-        self._rebuild()
-        return list(self._idx_r)
+        """Every successor and finger once, by clockwise distance from this node."""
+        byid = {n.id: n for n in (*self._fr, *self.successors)}
+        byid.pop(self.me.id, None)
+        return sorted(byid.values(), key=lambda n: self.distance(n.id))
+
+    def knows(self, node_id: int) -> bool:
+        if self.predecessor is not None and self.predecessor.id == node_id:
+            return True
+        return any(s.id == node_id for s in self.successors) or any(
+            f.id == node_id for f in self._fr
+        )
+
+    def closest_known_after_me(self) -> NodeRef | None:
+        """The nearest node clockwise among everything known (a successor of last resort)."""
+        known = self.known_nodes()
+        return known[0] if known else self.predecessor
 
     def first_finger_index(self) -> int:
         """Lowest finger index whose start lies beyond the successor (0 when alone)."""
@@ -105,7 +123,8 @@ class RoutingTable:
         Returns None when this node is alone (it is responsible for everything) or every
         known node is excluded.
         """
-        if not self.successors:
+        succs = self.successors
+        if not succs:
             return None
         m = self.space.modulus
         me = self.me.id
@@ -113,47 +132,35 @@ class RoutingTable:
         if d == 0:
             return None
         # The final hop: the first live successor at or past the key.
-        for s in self.successors:
+        for s in succs:
             if s.id in exclude:
                 continue
-            ds = (s.id - me) % m
-            if d <= ds:
+            if d <= (s.id - me) % m:
                 return s, True
             break
-        if self._dirty:
-            self._rebuild()
-        idx_r, hi = self._idx_r, self._idx_hi
         dk = d >> self._shift
-        j = bisect_left(hi, dk) - 1  # every entry up to j is strictly closer than the key
-        last = len(hi) - 1
-        while j < last and hi[j + 1] == dk and (idx_r[j + 1].id - me) % m < d:
-            j += 1  # same top bits as the key: decide exactly
-        while j >= 0:
-            cand = idx_r[j]
-            if cand.id not in exclude:
-                return cand, False
-            j -= 1
-        return None
+        best = _preceding(succs, self._s_hi, dk, d, me, m, exclude)
+        cand = _preceding(self._fr, self._f_hi, dk, d, me, m, exclude)
+        if cand is not None and (best is None or (cand.id - me) % m > (best.id - me) % m):
+            best = cand
+        return None if best is None else (best, False)
 
     # -- changing -------------------------------------------------------------------------
 
     def set_successors(self, nodes: Iterable[NodeRef]) -> bool:
-        """Replace the successor list (deduplicated, self removed, capped at r).
+        """Replace the successor list: deduplicated, self removed, nearest first, at most r.
 
         Returns True if the immediate successor changed.
         """
         old = self.successor
-        seen: set[int] = {self.me.id}
-        out: list[NodeRef] = []
+        byid: dict[int, NodeRef] = {}
         for n in nodes:
-            if n.id in seen:
-                continue
-            seen.add(n.id)
-            out.append(n)
-            if len(out) >= self.r:
-                break
-        self.successors = out
-        self._dirty = True
+            byid.setdefault(n.id, n)
+        byid.pop(self.me.id, None)
+        out = sorted(byid.values(), key=lambda n: self.distance(n.id))[: self.r]
+        if out != self.successors:  # stabilize mostly confirms what we had
+            self.successors = out
+            self._s_hi = array("Q", [self.distance(n.id) >> self._shift for n in out])
         return self.successor != old
 
     def set_predecessor(self, node: NodeRef | None) -> bool:
@@ -166,59 +173,49 @@ class RoutingTable:
     def set_finger(self, i: int, node: NodeRef) -> None:
         if not 0 <= i < self.space.bits:
             raise ValueError(f"finger index {i} outside 0..{self.space.bits - 1}")
-        fi, fr = self._fi, self._fr
+        fi, fr, hi = self._fi, self._fr, self._f_hi
         pos = bisect_left(fi, i)
         present = pos < len(fi) and fi[pos] == i
         if node.id == self.me.id:
             if present:
-                del fi[pos]
-                del fr[pos]
+                del fi[pos], fr[pos], hi[pos]
         elif present:
             fr[pos] = node
+            hi[pos] = self.distance(node.id) >> self._shift
         else:
             fi.insert(pos, i)
             fr.insert(pos, node)
-        self._dirty = True
+            hi.insert(pos, self.distance(node.id) >> self._shift)
 
     def remove(self, node_id: int) -> bool:
         """Forget a node everywhere (it is suspected dead or left). True if successor changed."""
         old = self.successor
-        self.successors = [s for s in self.successors if s.id != node_id]
+        if any(s.id == node_id for s in self.successors):
+            keep = [s for s in self.successors if s.id != node_id]
+            self.successors = keep
+            self._s_hi = array("Q", [self.distance(n.id) >> self._shift for n in keep])
         if self.predecessor is not None and self.predecessor.id == node_id:
             self.predecessor = None
         if any(f.id == node_id for f in self._fr):
-            keep = [(i, f) for i, f in zip(self._fi, self._fr) if f.id != node_id]
-            self._fi = bytearray(i for i, _ in keep)
-            self._fr = [f for _, f in keep]
-        self._dirty = True
+            keep_f = [(i, f, h) for i, f, h in zip(self._fi, self._fr, self._f_hi)
+                      if f.id != node_id]
+            self._fi = bytearray(i for i, _, _ in keep_f)
+            self._fr = [f for _, f, _ in keep_f]
+            self._f_hi = array("Q", [h for _, _, h in keep_f])
         return self.successor != old
 
-    def knows(self, node_id: int) -> bool:
-        if self.predecessor is not None and self.predecessor.id == node_id:
-            return True
-        return any(s.id == node_id for s in self.successors) or any(
-            f.id == node_id for f in self._fr
-        )
 
-    def closest_known_after_me(self) -> NodeRef | None:
-        """The nearest node clockwise among everything known (a successor of last resort)."""
-        self._rebuild()
-        if self._idx_r:
-            return self._idx_r[0]
-        return self.predecessor
-
-    def _rebuild(self) -> None:
-        if not self._dirty:
-            return
-        m = self.space.modulus
-        me = self.me.id
-        byid: dict[int, NodeRef] = {}
-        for s in self.successors:
-            byid[s.id] = s
-        for f in self._fr:
-            byid.setdefault(f.id, f)
-        items = sorted(((n - me) % m, ref) for n, ref in byid.items() if n != me)
-        shift = self._shift
-        self._idx_hi = array("Q", [d >> shift for d, _ in items])
-        self._idx_r = [r for _, r in items]
-        self._dirty = False
+def _preceding(refs: list[NodeRef], hi: array, dk: int, d: int, me: int, m: int,
+               exclude: frozenset[int]) -> NodeRef | None:
+    """The farthest entry of a distance-ordered table strictly before distance d."""
+    j = bisect_left(hi, dk) - 1  # entries up to j have smaller top bits, so smaller distance
+    last = len(hi) - 1
+    while j < last and hi[j + 1] == dk and (refs[j + 1].id - me) % m < d:
+        j += 1  # same top bits as the key: decide exactly
+    while j >= 0:
+        cand = refs[j]
+        # A table out of order (churn) may put a farther node early: never return it.
+        if cand.id not in exclude and (cand.id - me) % m < d:
+            return cand
+        j -= 1
+    return None

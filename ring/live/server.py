@@ -361,10 +361,16 @@ class LiveNode:
 
     def _on_events(self, evs: list[Event], now: float) -> None:
         hook = self.on_event
+        debug = log.isEnabledFor(DEBUG)
         for ev in evs:
             t = type(ev)
             if t is Delivered:
                 self.delivered += 1
+                if debug:
+                    env = ev.envelope
+                    log_event(log, DEBUG, "delivered", node=self._short(), msg_id=env.msg_id,
+                              origin=self.space.short(env.origin), dest=self.space.short(env.dest),
+                              hops=env.hops, size=len(env.payload))
                 if self.on_deliver is not None:
                     try:
                         self.on_deliver(ev.envelope)

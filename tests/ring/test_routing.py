@@ -9,9 +9,12 @@ KS = KeySpace(16)
 ids = st.integers(0, KS.modulus - 1)
 
 
-def table_from(me, succs, fingers):
+def table_from(me, succs, fingers, *, ordered=True):
+    """A table; ``ordered`` fingers grow in distance with their index, as in a settled ring."""
     t = RoutingTable(KS, NodeRef(me, "me"), r=8)
-    t.set_successors(NodeRef(s, f"s{s}") for s in sorted(succs, key=lambda s: KS.distance(me, s)))
+    t.set_successors(NodeRef(s, f"s{s}") for s in succs)
+    if ordered:
+        fingers = sorted(fingers, key=lambda f: KS.distance(me, f))
     for i, f in enumerate(fingers):
         t.set_finger(i, NodeRef(f, f"f{f}"))
     return t
@@ -36,6 +39,19 @@ def test_next_hop_always_makes_progress(me, succs, fingers, key):
         # closest preceding: no known node lies strictly between the hop and the key
         for n in t.known_nodes():
             assert not KS.in_open(n.id, hop.id, key)
+
+
+@given(ids, st.lists(ids, min_size=1, max_size=10, unique=True),
+       st.lists(ids, max_size=16), ids)
+def test_a_finger_table_out_of_order_still_makes_progress(me, succs, fingers, key):
+    # churn can leave fingers whose distances do not grow with their index
+    assume(me not in succs and key != me)
+    t = table_from(me, succs, [f for f in fingers if f != me], ordered=False)
+    hop, final = t.next_hop(key)
+    if final:
+        assert hop.id == t.successor.id
+    else:
+        assert KS.in_open(hop.id, me, key)
 
 
 @given(ids, st.lists(ids, min_size=2, max_size=10, unique=True), ids)
