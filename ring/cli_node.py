@@ -149,6 +149,11 @@ def cmd_node_run(args: argparse.Namespace) -> int:
         trio.run(run_until_signalled, live)
     except* JoinError as eg:
         failed.append(str(eg.exceptions[0]))
+    except* (OSError, ValueError) as eg:  # e.g. the listen or admin address is taken
+        leaf: BaseException = eg
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        failed.append(str(leaf) or leaf.__class__.__name__)
     if failed:
         log_event(live_log, logging.ERROR, "exit", reason=failed[0])
         return 1
