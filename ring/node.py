@@ -123,7 +123,7 @@ class RingNode:
     nodes (a Mersenne Twister is 2.5 KB). ``codec`` defaults to one shared per key space.
     """
 
-    __slots__ = ("config", "space", "me", "table", "codec", "state", "stats", "_rng", "_out",
+    __slots__ = ("config", "space", "me", "table", "codec", "state", "_stats", "_rng", "_out",
                  "_events", "_acks", "_custody", "_done", "_rpcs", "_rpc_heap", "_next_req",
                  "_next_msg", "_t_stabilize", "_t_fingers", "_t_check_pred", "_t_prune",
                  "_next_finger", "_bootstrap", "_join_attempts")
@@ -144,7 +144,7 @@ class RingNode:
         self.table = RoutingTable(self.space, me, self.config.r)
         self.codec: WireCodec = codec or shared_codec(self.space)
         self.state = NodeState.IDLE
-        self.stats = NodeStats()
+        self._stats: NodeStats | None = None
         self._rng = rng if rng is not None else random.Random(me.id)
         # Outputs, events, pending acks, finished keys and open requests are created on first
         # use and dropped when drained: most nodes of a large simulation are idle most of the
@@ -168,6 +168,14 @@ class RingNode:
         self._next_finger = 0
         self._bootstrap: NodeRef | None = None
         self._join_attempts = 0
+
+    @property
+    def stats(self) -> NodeStats:
+        """Counters, created when first counted (an idle simulated node needs none)."""
+        st = self._stats
+        if st is None:
+            st = self._stats = NodeStats()
+        return st
 
     # == driver interface ====================================================================
 

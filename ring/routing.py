@@ -1,11 +1,12 @@
 """Chord routing state of one node: successor list, predecessor, fingers, and ``next_hop``.
 
 "Closest preceding node of k" is the farthest known node whose clockwise distance from this
-node is below k's. Both tables are kept ordered by that distance (the successor list is
-sorted; finger i succeeds me + 2**i, so fingers grow with i), each beside an array of the
-top 64 bits of its entries' distances: one C-speed bisect per table, with exact comparison
-only where top bits tie. The arrays cost 8 bytes an entry instead of a 48-byte integer,
-which matters at 10**6 simulated nodes.
+node is below k's. Both tables are kept ordered by that distance: the successor list is
+sorted, and finger i succeeds me + 2**i, so fingers grow with i. Fingers sit beside an array
+of the top 64 bits of their distances (8 bytes an entry instead of a 48-byte integer, which
+matters at 10**6 simulated nodes): one C-speed bisect, exact comparison only where top bits
+tie. The successor list needs no such array: a key beyond its last entry (the common case)
+is decided by that entry alone, and a nearer key is found by bisecting the list itself.
 
 Because the successor is always known and precedes every key it is not responsible for,
 ``next_hop`` always makes progress: the chosen hop is strictly closer to the key than this
@@ -33,8 +34,8 @@ def default_successor_list_length(expected_nodes: int) -> int:
 
 
 class RoutingTable:
-    __slots__ = ("space", "me", "r", "successors", "predecessor", "_s_hi", "_fi", "_fr",
-                 "_f_hi", "_shift")
+    __slots__ = ("space", "me", "r", "successors", "predecessor", "_fi", "_fr", "_f_hi",
+                 "_shift")
 
     def __init__(self, space: KeySpace, me: NodeRef, r: int) -> None:
         if r < 1:
@@ -45,7 +46,6 @@ class RoutingTable:
         self._shift = max(space.bits - 64, 0)
         # The next r nodes clockwise, nearest first (read-only: change with set_successors).
         self.successors: list[NodeRef] = []
-        self._s_hi = array("Q")
         self.predecessor: NodeRef | None = None
         # finger index i -> successor(me + 2**i), as a sorted association list: indices in a
         # bytearray (bits <= 256), nodes and their distances' top bits in parallel. Only
@@ -138,9 +138,8 @@ class RoutingTable:
             if d <= (s.id - me) % m:
                 return s, True
             break
-        dk = d >> self._shift
-        best = _preceding(succs, self._s_hi, dk, d, me, m, exclude)
-        cand = _preceding(self._fr, self._f_hi, dk, d, me, m, exclude)
+        best = _preceding_successor(succs, d, me, m, exclude)
+        cand = _preceding(self._fr, self._f_hi, d >> self._shift, d, me, m, exclude)
         if cand is not None and (best is None or (cand.id - me) % m > (best.id - me) % m):
             best = cand
         return None if best is None else (best, False)
@@ -160,7 +159,6 @@ class RoutingTable:
         out = sorted(byid.values(), key=lambda n: self.distance(n.id))[: self.r]
         if out != self.successors:  # stabilize mostly confirms what we had
             self.successors = out
-            self._s_hi = array("Q", [self.distance(n.id) >> self._shift for n in out])
         return self.successor != old
 
     def set_predecessor(self, node: NodeRef | None) -> bool:
@@ -191,9 +189,7 @@ class RoutingTable:
         """Forget a node everywhere (it is suspected dead or left). True if successor changed."""
         old = self.successor
         if any(s.id == node_id for s in self.successors):
-            keep = [s for s in self.successors if s.id != node_id]
-            self.successors = keep
-            self._s_hi = array("Q", [self.distance(n.id) >> self._shift for n in keep])
+            self.successors = [s for s in self.successors if s.id != node_id]
         if self.predecessor is not None and self.predecessor.id == node_id:
             self.predecessor = None
         if any(f.id == node_id for f in self._fr):
@@ -203,6 +199,20 @@ class RoutingTable:
             self._fr = [f for _, f, _ in keep_f]
             self._f_hi = array("Q", [h for _, _, h in keep_f])
         return self.successor != old
+
+
+def _preceding_successor(succs: list[NodeRef], d: int, me: int, m: int,
+                         exclude: frozenset[int]) -> NodeRef | None:
+    """The farthest successor strictly before distance d (the list is sorted by distance)."""
+    j = len(succs) - 1
+    if (succs[j].id - me) % m >= d:
+        j = bisect_left(succs, d, key=lambda r: (r.id - me) % m) - 1
+    while j >= 0:
+        cand = succs[j]
+        if cand.id not in exclude:
+            return cand
+        j -= 1
+    return None
 
 
 def _preceding(refs: list[NodeRef], hi: array, dk: int, d: int, me: int, m: int,
