@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from .config import RingConfig
+from .converged import install_converged_tables
 from .events import Event
 from .identity import node_id_for_key
 from .messages import Message, NodeRef
@@ -80,25 +81,14 @@ class InMemoryCluster:
         if self.nodes:
             raise RuntimeError("add_stable builds a ring from nothing")
         refs = sorted((self.new_ref() for _ in range(n)), key=lambda r: r.id)
-        ids = [r.id for r in refs]
-        space, bits = self.space, self.space.bits
-        from bisect import bisect_left
-
-        def succ_of(key: int) -> NodeRef:
-            return refs[bisect_left(ids, key) % n]
-
-        for i, ref in enumerate(refs):
-            node = RingNode(ref, self.config, rng=self.rng,
-                            msg_id_base=self.rng.getrandbits(32) << 24)
-            self.nodes[ref.addr] = node
+        nodes = [RingNode(ref, self.config, rng=self.rng, msg_id_base=self.rng.getrandbits(32) << 24)
+                 for ref in refs]
+        install_converged_tables([node.table for node in nodes], refs)
+        for node in nodes:
+            self.nodes[node.me.addr] = node
             if n == 1:
                 node.create(self.now)
                 continue
-            t = node.table
-            t.set_successors(refs[(i + k) % n] for k in range(1, min(t.r, n - 1) + 1))
-            t.set_predecessor(refs[(i - 1) % n])
-            for f in range(t.first_finger_index(), bits):
-                t.set_finger(f, succ_of(space.finger_start(ref.id, f)))
             node.state = NodeState.ACTIVE
             if maintenance:
                 node._start_maintenance(self.now)

@@ -6,7 +6,8 @@ hours and measure nothing the experiment asks about. The oracle computes each no
 successor list, predecessor and fingers from the sorted ids and installs them through the
 core's own ``RoutingTable`` methods (``set_successors``, ``set_predecessor``,
 ``set_finger``), exactly the state fix_fingers and stabilize would converge to. Routing
-afterwards is the real core's ``lookup``/``send``/``probe``/``next_hop``.
+afterwards is the real core's ``lookup``/``send``/``probe``/``next_hop``. The tables are
+filled by ``ring.converged``, the same code the in-memory cluster uses.
 
 With ``maintain=True`` each core first calls ``create`` at a random instant within one
 stabilization interval (which only starts its maintenance timers), so stabilize, fix
@@ -16,8 +17,7 @@ failure experiments, which the Chord paper also begins from a stable ring.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
+from ring.converged import install_converged_tables
 from ring.node import NodeState
 
 from .driver import Simulation
@@ -33,38 +33,15 @@ def build_static_ring(sim: Simulation, n: int, *, maintain: bool = False,
         progress.update(n)  # type: ignore[attr-defined]
     order = sorted(idx, key=lambda i: sim.refs[i].id)
     ids = [sim.refs[i].id for i in order]
-    refs = [sim.refs[i] for i in order]
-    space = sim.space
-    m, bits = space.modulus, space.bits
-    r = sim.config.r
-    now = sim.now
+    nodes = [sim.nodes[i] for i in order]
+    install_converged_tables([node.table for node in nodes], [sim.refs[i] for i in order])  # type: ignore[union-attr]
     interval = sim.config.stabilize_interval
-    rng = sim.rng
-    for k, i in enumerate(order):
-        node = sim.nodes[i]
+    for node in nodes:
         assert node is not None
         if maintain:
-            node.create(now + rng.random() * interval)
+            node.create(sim.now + sim.rng.random() * interval)
         else:
             node.state = NodeState.ACTIVE
-        if n == 1:
-            continue
-        t = node.table
-        me = ids[k]
-        t.set_successors(refs[(k + j) % n] for j in range(1, min(r, n - 1) + 1))
-        t.set_predecessor(refs[k - 1])
-        i_f = t.first_finger_index()
-        while i_f < bits:
-            p = bisect_left(ids, (me + (1 << i_f)) % m)
-            p = p if p < n else 0
-            d = (ids[p] - me) % m
-            if d == 0:
-                break
-            top = min(d.bit_length(), bits)  # every finger j with 2**j <= d is this node too
-            ref = refs[p]
-            for j in range(i_f, top):
-                t.set_finger(j, ref)
-            i_f = top
     truth = sim.truth
     truth.ids = sorted(set(truth.ids).union(ids))
     for i in order:
