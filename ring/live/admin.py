@@ -138,8 +138,19 @@ async def handle_request(live: LiveNode, req: Any) -> dict:
     if op == "route":
         key = parse_key(live.space, str(req.get("key", "")))
         timeout = float(req.get("timeout", 5.0))
-        res = await live.probe(key, timeout=min(max(timeout, 0.1), 60.0))
+        timeout = min(max(timeout, 0.1), 60.0)
+        res = await live.probe(key, timeout=timeout)
         known = _known_addrs(live)
+        # Hops this node has never talked to: ask the ring who they are (a lookup of a node's
+        # own id ends at that node), so every hop is printed with its address.
+        for x in res.trace:
+            if x not in known:
+                try:
+                    ref = await live.lookup(x, timeout=timeout)
+                except (trio.TooSlowError, LookupError):
+                    continue
+                if ref.id == x:
+                    known[x] = ref.addr
         return {"ok": True, "key": _hex(live, key), "short": live.space.short(key),
                 "hops": res.hops,
                 "trace": [{"id": _hex(live, x), "short": live.space.short(x),

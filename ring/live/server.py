@@ -45,6 +45,8 @@ from ..events import (
     Event,
     Joined,
     JoinFailed,
+    LookupDone,
+    LookupFailed,
     PeerSuspected,
     PredecessorChanged,
     ProbeResult,
@@ -82,7 +84,8 @@ class LiveNode:
     ``on_deliver(envelope)`` is called for every envelope this node is responsible for (the
     edge plugs its stanza router in here); ``on_event(event)`` for every other core event.
     Both run inside the node's task: they must not block. Hand work to your own channel.
-    ``send`` / ``send_batch`` / ``probe`` may be called from any task of the same trio run.
+    ``send`` / ``send_batch`` / ``probe`` / ``lookup`` may be called from any task of the same
+    trio run.
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class LiveNode:
         self._capacity = trio.Event()
         self._waiters = 0
         self._probes: dict[int, list] = {}
+        self._lookups: dict[int, list] = {}
         self._join_done: trio.Event | None = None
         self._join_outcome: Event | None = None
         self._stopped = trio.Event()
@@ -283,6 +287,24 @@ class LiveNode:
         finally:
             self._probes.pop(msg_id, None)
 
+    async def lookup(self, key: int, timeout: float = 5.0) -> NodeRef:
+        """The node responsible for ``key`` (its id and address), found by a ring lookup.
+
+        Raises TooSlowError, or LookupError when the lookup failed inside the ring."""
+        now = trio.current_time()
+        req = self.core.lookup(key, now)
+        slot: list = [trio.Event(), None]
+        self._lookups[req] = slot
+        try:
+            self._after(now)
+            with trio.fail_after(timeout):
+                await slot[0].wait()
+        finally:
+            self._lookups.pop(req, None)
+        if isinstance(slot[1], LookupFailed):
+            raise LookupError(f"lookup of {self.space.short(key)} failed")
+        return slot[1].successor
+
     # == the core's outputs and events =======================================================
 
     def _after(self, now: float) -> None:
@@ -381,6 +403,11 @@ class LiveNode:
                 self.confirmed += 1
             elif t is ProbeResult:
                 slot = self._probes.get(ev.msg_id)
+                if slot is not None:
+                    slot[1] = ev
+                    slot[0].set()
+            elif t is LookupDone or t is LookupFailed:
+                slot = self._lookups.get(ev.req_id)
                 if slot is not None:
                     slot[1] = ev
                     slot[0].set()

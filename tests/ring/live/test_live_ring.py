@@ -54,6 +54,8 @@ async def test_sixteen_nodes_converge_and_route_every_key(tmp_path):
                 assert int(m.group(1)) == len(want) - 1
                 trace = [ln.split() for ln in out.splitlines()[1:] if ln.strip()]
                 assert [t[1] for t in trace] == [sp.short(x) for x in want]
+                addrs = {n.node_id: n.addr for n in cluster.nodes}
+                assert [t[2] for t in trace] == [addrs[x] for x in want]  # every hop's address
             node = cluster.nodes[5]
             out = await run_cli("status", node.admin_addr)
             assert sp.short(node.core.table.successor.id) in out.split("successor 0")[1]
