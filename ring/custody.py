@@ -33,18 +33,18 @@ class Held:
 
 
 class CustodyStore:
-    """The two timer queues, plus an index by hop for re-routing when a hop is suspected.
+    """The two timer queues.
 
     The dicts exist only while something is held (most nodes of a large simulation hold
-    nothing most of the time, and three empty dicts are 200 bytes).
+    nothing most of the time). There is no index by hop: finding what a suspected hop holds
+    scans the store, which is rare, and an index would cost a set operation per envelope.
     """
 
-    __slots__ = ("_sent", "_received", "_by_hop")
+    __slots__ = ("_sent", "_received")
 
     def __init__(self) -> None:
         self._sent: dict[Key, Held] | None = None
         self._received: dict[Key, Held] | None = None
-        self._by_hop: dict[int, set[Key]] | None = None
 
     def __len__(self) -> int:
         if self._sent is None:
@@ -60,15 +60,13 @@ class CustodyStore:
 
     def put_sent(self, key: Key, held: Held, hop: NodeRef, deadline: float) -> None:
         if self._sent is None:
-            self._sent, self._received, self._by_hop = {}, {}, {}
+            self._sent, self._received = {}, {}
         else:
-            self._unlink(key, held)
             self._received.pop(key, None)  # type: ignore[union-attr]
             self._sent.pop(key, None)
         held.hop = hop
         held.deadline = deadline
         self._sent[key] = held
-        self._by_hop.setdefault(hop.id, set()).add(key)  # type: ignore[union-attr]
 
     def mark_received(self, key: Key, sender_id: int, deadline: float) -> None:
         sent = self._sent
@@ -93,24 +91,16 @@ class CustodyStore:
         held = sent.pop(key, None)
         if held is None:
             held = self._received.pop(key, None)  # type: ignore[union-attr]
-        if held is not None:
-            self._unlink(key, held)
-            if not sent and not self._received:
-                self._sent = self._received = self._by_hop = None
+        if held is not None and not sent and not self._received:
+            self._sent = self._received = None
         return held
 
-    def _unlink(self, key: Key, held: Held) -> None:
-        if held.hop is not None and self._by_hop is not None:
-            s = self._by_hop.get(held.hop.id)
-            if s is not None:
-                s.discard(key)
-                if not s:
-                    del self._by_hop[held.hop.id]
-
     def held_by(self, hop_id: int) -> list[Key]:
-        if self._by_hop is None:
+        """Keys of the envelopes given to ``hop_id`` (a scan: only when a hop is suspected)."""
+        if self._sent is None:
             return []
-        return list(self._by_hop.get(hop_id, ()))
+        return [k for d in (self._sent, self._received) for k, h in d.items()  # type: ignore[union-attr]
+                if h.hop is not None and h.hop.id == hop_id]
 
     def next_deadline(self) -> float | None:
         if self._sent is None:

@@ -359,12 +359,15 @@ class RingNode:
     def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> None:
         key = (env.origin, env.msg_id)
         held = Held(env, [upstream] if upstream is not None else [])
-        if (upstream is not None and len(self._custody) >= self.config.max_custody
-                and not env.flags & F_ERROR and not self._responsible(env)):
+        if self._responsible(env):
+            self._deliver(key, held, now)
+            return
+        if (upstream is not None and not env.flags & F_ERROR
+                and len(self._custody) >= self.config.max_custody):
             self.stats.congested += 1
             self._fail(key, held, ErrorCode.CONGESTED, now)
             return
-        self._dispatch(key, held, now)
+        self._forward(key, held, now)
 
     def _responsible(self, env: Envelope) -> bool:
         resp = self.table.is_responsible(env.dest)
@@ -432,7 +435,7 @@ class RingNode:
                 self._answer_probe(env, now)
             return
         self._event(Delivered(env))
-        if not held.upstreams:
+        if env.origin == self.me.id:  # (it may have come round a loop: upstreams say nothing)
             self._event(Confirmed(env.msg_id, env.dest))
 
     def _on_ack(self, sender: NodeRef, ack: Ack, now: float) -> None:
@@ -449,7 +452,7 @@ class RingNode:
                 continue
             self._finish(key, held, now, delivered=delivered)
             env = held.envelope
-            if delivered and not held.upstreams and not env.flags & (F_ERROR | F_PROBE):
+            if delivered and env.origin == self.me.id and not env.flags & (F_ERROR | F_PROBE):
                 self._event(Confirmed(env.msg_id, env.dest))
 
     def _expire_custody(self, now: float) -> None:

@@ -203,3 +203,18 @@ def test_same_seed_same_run():
 
     assert run(5) == run(5)
     assert run(5) != run(6)
+
+
+def test_an_origin_whose_envelope_came_round_a_loop_still_gets_its_confirmation():
+    c = build_ring(8)
+    origin, x = c.active()[:2]
+    dest = next(k for k in (name_key(c.space, str(i)) for i in range(100))
+                if c.responsible(k) != origin.me)
+    msg_id = origin.send(dest, b"round", c.now)
+    [(hop, env)] = [(d, m) for d, m in origin.take_outputs() if isinstance(m, Envelope)]
+    origin.handle_message(x.me, replace(env, hops=4), c.now)  # back at the origin
+    origin.take_outputs()
+    origin.handle_message(hop, Ack(AckKind.DELIVERED, ((origin.me.id, msg_id),)), c.now)
+    assert [e for e in origin.take_events() if isinstance(e, Confirmed)] == [Confirmed(msg_id, dest)]
+    acks = [m for d, m in origin.take_outputs() if isinstance(m, Ack) and d == x.me]
+    assert acks and acks[0].kind is AckKind.DELIVERED  # the loop's sender is released too
