@@ -4,6 +4,13 @@ A frame is a 4-byte big-endian length followed by that many bytes of msgpack: an
 ``[version, type, field, ...]``. Identifiers travel as fixed-width big-endian bytes (they are
 wider than msgpack's 64-bit integers).
 
+The two messages every stanza pays for at every hop carry their fixed fields packed:
+
+- Envelope ``[1, 1, header, payload, trace|nil]``; ``header`` is msg_id (u64), ttl, hops,
+  flags (u8 each), origin id, destination id. One struct unpack replaces eight validated
+  msgpack fields: about 1 us less per hop in Python.
+- Ack ``[1, 2, kind, ids]``; ``ids`` is a run of (origin id, msg_id u64) records.
+
 The decoder is sans-IO (bytes in, messages out) and has two failure modes, chosen so that a
 caller is never left guessing:
 
@@ -17,6 +24,7 @@ caller is never left guessing:
 from __future__ import annotations
 
 import enum
+import struct
 from typing import Any
 
 import msgpack
@@ -47,6 +55,8 @@ HEADER = 4
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB, the stanza limit Prosody uses, plus headroom below it
 MAX_FRAME_LIMIT = (1 << 32) - 1
 _U64 = 1 << 64
+_ENV_FIXED = struct.Struct(">QBBB")  # msg_id, ttl, hops, flags; then origin and dest ids
+_MSG_ID = struct.Struct(">Q")
 _ACK_KINDS = frozenset(int(k) for k in AckKind)
 
 
@@ -104,6 +114,8 @@ class WireCodec:
         self.max_addr = max_addr
         self.max_acks = max_acks
         self._idb = space.id_bytes
+        # With whole bytes per id (160 bits: 20 bytes) every received id is in the space.
+        self._ids_can_overflow = space.bits % 8 != 0
         self._packer = msgpack.Packer(use_bin_type=True)
 
     # -- encoding -------------------------------------------------------------------------
@@ -119,15 +131,13 @@ class WireCodec:
         return self._packer.pack(self._to_list(msg))
 
     def encode_frame(self, msg: Message) -> bytes:
-        if type(msg) is Envelope:  # the hot path, inlined
-            idb = self._idb
-            trace = [x.to_bytes(idb, "big") for x in msg.trace] if msg.trace else None
-            body = self._packer.pack([WIRE_VERSION, 1, msg.msg_id, msg.origin.to_bytes(idb, "big"),
-                                      msg.dest.to_bytes(idb, "big"), msg.ttl, msg.hops, msg.flags,
-                                      msg.payload, trace])
-        else:
-            body = self._packer.pack(self._to_list(msg))
+        body = self._packer.pack(self._to_list(msg))
         return len(body).to_bytes(HEADER, "big") + body
+
+    def _envelope_header(self, msg: Envelope) -> bytes:
+        idb = self._idb
+        return (_ENV_FIXED.pack(msg.msg_id, msg.ttl, msg.hops, msg.flags)
+                + msg.origin.to_bytes(idb, "big") + msg.dest.to_bytes(idb, "big"))
 
     def _to_list(self, msg: Message) -> list[Any]:
         v = WIRE_VERSION
@@ -135,10 +145,11 @@ class WireCodec:
         t = type(msg)
         if t is Envelope:
             trace = [i(x) for x in msg.trace] if msg.trace else None
-            return [v, 1, msg.msg_id, i(msg.origin), i(msg.dest), msg.ttl, msg.hops,
-                    msg.flags, msg.payload, trace]
+            return [v, 1, self._envelope_header(msg), msg.payload, trace]  # type: ignore[arg-type]
         if t is Ack:
-            return [v, 2, int(msg.kind), [[i(o), m] for o, m in msg.ids]]
+            idb = self._idb
+            blob = b"".join([o.to_bytes(idb, "big") + m.to_bytes(8, "big") for o, m in msg.ids])
+            return [v, 2, int(msg.kind), blob]
         if t is FindSuccessor:
             return [v, 3, msg.req_id, i(msg.key), self._ref(msg.requester), msg.hops, msg.ttl]
         if t is FoundSuccessor:
@@ -223,74 +234,49 @@ class WireCodec:
             raise MalformedMessage(f"{what} must be a list of at most {self.max_successors}")
         return tuple(self._rref(r, what) for r in x)  # type: ignore[misc]
 
-    def _envelope_fast(self, obj: list[Any]) -> Envelope | None:
-        """Decode a well-formed envelope with the fewest checks that are still complete.
-
-        Returns None for anything unusual; the careful path then explains what is wrong.
-        """
-        if len(obj) != 10:
-            return None
-        _, _, msg_id, origin, dest, ttl, hops, flags, payload, trace = obj
-        idb = self._idb
-        if (type(msg_id) is not int or type(ttl) is not int or type(hops) is not int
-                or type(flags) is not int or type(origin) is not bytes or type(dest) is not bytes
-                or type(payload) is not bytes or trace is not None
-                or len(origin) != idb or len(dest) != idb
-                or not (0 <= msg_id < _U64 and 0 <= ttl < 256 and 0 <= hops < 256)
-                or flags & ~F_KNOWN or flags < 0 or len(payload) > self.max_payload):
-            return None
-        o = int.from_bytes(origin, "big")
-        d = int.from_bytes(dest, "big")
-        mod = self.space.modulus
-        if o >= mod or d >= mod:
-            return None
-        return Envelope(msg_id, o, d, ttl, hops, flags, payload, ())
-
     def _from_list(self, obj: list[Any]) -> Message:
         t = obj[1]
         if t == 1:
-            fast = self._envelope_fast(obj)
-            if fast is not None:
-                return fast
-            self._arity(obj, 10)
-            payload = obj[8]
+            if len(obj) != 5:
+                self._arity(obj, 5)
+            _, _, header, payload, trace_raw = obj
+            idb = self._idb
+            if type(header) is not bytes or len(header) != 11 + 2 * idb:
+                raise MalformedMessage(f"envelope header must be {11 + 2 * idb} bytes")
             if type(payload) is not bytes:
                 raise MalformedMessage("envelope payload must be bytes")
             if len(payload) > self.max_payload:
                 raise MalformedMessage(f"envelope payload over {self.max_payload} bytes")
-            trace_raw = obj[9]
+            msg_id, ttl, hops, flags = _ENV_FIXED.unpack_from(header)
+            if flags & ~F_KNOWN:
+                raise MalformedMessage(f"unknown envelope flags {flags:#x}")
+            origin = int.from_bytes(header[11 : 11 + idb], "big")
+            dest = int.from_bytes(header[11 + idb :], "big")
+            if self._ids_can_overflow and (origin >= self.space.modulus or dest >= self.space.modulus):
+                raise MalformedMessage("envelope origin or destination outside the key space")
             if trace_raw is None:
                 trace: tuple[int, ...] = ()
             elif isinstance(trace_raw, list) and len(trace_raw) <= self.max_trace:
                 trace = tuple(self._rid(x, "trace entry") for x in trace_raw)
             else:
                 raise MalformedMessage(f"trace must be a list of at most {self.max_trace} ids")
-            flags = self._int(obj[7], "flags", 8)
-            if flags & ~F_KNOWN:
-                raise MalformedMessage(f"unknown envelope flags {flags:#x}")
-            return Envelope(
-                self._int(obj[2], "msg_id"),
-                self._rid(obj[3], "origin"),
-                self._rid(obj[4], "dest"),
-                self._int(obj[5], "ttl", 8),
-                self._int(obj[6], "hops", 8),
-                flags,
-                payload,
-                trace,
-            )
+            return Envelope(msg_id, origin, dest, ttl, hops, flags, payload, trace)
         if t == 2:
             self._arity(obj, 4)
-            kind, raw = obj[2], obj[3]
+            kind, blob = obj[2], obj[3]
             if type(kind) is not int or kind not in _ACK_KINDS:
                 raise MalformedMessage(f"ack kind must be one of {sorted(_ACK_KINDS)}")
-            if not isinstance(raw, list) or len(raw) > self.max_acks:
-                raise MalformedMessage(f"ack ids must be a list of at most {self.max_acks}")
-            ids = []
-            for pair in raw:
-                if not isinstance(pair, list) or len(pair) != 2:
-                    raise MalformedMessage("ack id must be [origin, msg_id]")
-                ids.append((self._rid(pair[0], "ack origin"), self._int(pair[1], "ack msg_id")))
-            return Ack(AckKind(kind), tuple(ids))
+            rec = self._idb + 8
+            if type(blob) is not bytes or len(blob) % rec:
+                raise MalformedMessage(f"ack ids must be bytes, a whole number of {rec}-byte records")
+            if len(blob) // rec > self.max_acks:
+                raise MalformedMessage(f"ack carries more than {self.max_acks} ids")
+            idb, fb = self._idb, int.from_bytes
+            ids = tuple((fb(blob[i : i + idb], "big"), fb(blob[i + idb : i + rec], "big"))
+                        for i in range(0, len(blob), rec))
+            if self._ids_can_overflow and any(o >= self.space.modulus for o, _ in ids):
+                raise MalformedMessage("ack origin outside the key space")
+            return Ack(AckKind(kind), ids)
         if t == 3:
             self._arity(obj, 7)
             return FindSuccessor(

@@ -1,3 +1,5 @@
+import struct
+
 import msgpack
 import pytest
 from hypothesis import given
@@ -83,6 +85,10 @@ def _body(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
 
+HDR = struct.pack(">QBBB", 1, 5, 0, 0) + b"\0" * 40
+HDR_BAD_FLAGS = struct.pack(">QBBB", 1, 5, 0, 64) + b"\0" * 40
+
+
 @pytest.mark.parametrize("body, match", [
     (b"\xc1", "undecodable"),
     (_body({"a": 1}), "array"),
@@ -92,12 +98,16 @@ def _body(obj):
     (_body([1, 8]), "2 fields, expected 3"),
     (_body([1, 8, -1]), "unsigned 64-bit"),
     (_body([1, 8, "x"]), "unsigned 64-bit"),
-    (_body([1, 1, 1, b"\0" * 19, b"\0" * 20, 5, 0, 0, b"", None]), "origin must be 20 bytes"),
-    (_body([1, 1, 1, b"\0" * 20, b"\0" * 20, 5, 0, 0, "text", None]), "payload must be bytes"),
-    (_body([1, 1, 1, b"\0" * 20, b"\0" * 20, 5, 0, 64, b"", None]), "unknown envelope flags"),
-    (_body([1, 1, 1, b"\0" * 20, b"\0" * 20, 300, 0, 0, b"", None]), "ttl"),
-    (_body([1, 2, 7, []]), "ack kind"),
-    (_body([1, 2, True, []]), "ack kind"),
+    (_body([1, 1, b"\0" * 50, b"", None]), "header must be 51 bytes"),
+    (_body([1, 1, "header", b"", None]), "header must be 51 bytes"),
+    (_body([1, 1, HDR, "text", None]), "payload must be bytes"),
+    (_body([1, 1, HDR, b""]), "4 fields, expected 5"),
+    (_body([1, 1, HDR_BAD_FLAGS, b"", None]), "unknown envelope flags"),
+    (_body([1, 1, HDR, b"", [b"\0"]]), "trace entry must be 20 bytes"),
+    (_body([1, 2, 7, b""]), "ack kind"),
+    (_body([1, 2, True, b""]), "ack kind"),
+    (_body([1, 2, 1, b"\0" * 27]), "whole number of 28-byte records"),
+    (_body([1, 2, 1, [[b"\0" * 20, 1]]]), "must be bytes"),
     (_body([1, 6, 1, None, [[b"\0" * 20, "a"]] * 300]), "at most 256"),
     (_body([1, 11, [b"\0" * 20, 5]]), "address must be a string"),
 ])
@@ -156,3 +166,14 @@ def test_error_reports_and_probe_replies_round_trip():
 def test_frame_decoder_limits_are_checked():
     with pytest.raises(ValueError):
         FrameDecoder(0)
+
+
+def test_ids_beyond_a_narrow_key_space_are_rejected():
+    narrow = WireCodec(KeySpace(12))  # two bytes per id, but only 4096 ids
+    env = Envelope(1, 5, 4095, 9, 0, 0, b"")
+    assert narrow.decode(narrow.encode(env)) == env
+    bad = struct.pack(">QBBB", 1, 9, 0, 0) + b"\xff\xff" + b"\x00\x01"
+    with pytest.raises(MalformedMessage, match="outside the key space"):
+        narrow.decode(_body([1, 1, bad, b"", None]))
+    with pytest.raises(MalformedMessage, match="outside the key space"):
+        narrow.decode(_body([1, 2, 1, b"\xff\xff" + b"\0" * 8]))
