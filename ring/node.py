@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import heapq
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .config import RingConfig
@@ -67,7 +68,8 @@ from .messages import (
 from .routing import RoutingTable
 from .wire import MalformedMessage, WireCodec, shared_codec
 
-ACK_BATCH = 4096  # ids per Ack message (the codec accepts up to 8192)
+ACK_BATCH = 4096
+_NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)  # ids per Ack message (the codec accepts up to 8192)
 
 
 class NodeState(enum.Enum):
@@ -129,7 +131,7 @@ class RingNode:
 
     __slots__ = ("config", "space", "me", "table", "codec", "state", "_stats", "_rng", "_out",
                  "_events", "_acks", "_custody", "_done", "_rpcs", "_rpc_heap", "_next_req",
-                 "_next_msg", "_t_stabilize", "_t_fingers", "_t_check_pred", "_t_prune",
+                 "_next_msg", "_t_stabilize", "_t_fingers", "_t_check_pred", "_t_prune", "_pred_heard",
                  "_next_finger", "_bootstrap", "_join_attempts")
 
     def __init__(
@@ -169,6 +171,7 @@ class RingNode:
         self._t_fingers: float | None = None
         self._t_check_pred: float | None = None
         self._t_prune: float | None = None
+        self._pred_heard = -1.0  # when the predecessor last spoke to us (it proves it is alive)
         self._next_finger = 0
         self._bootstrap: NodeRef | None = None
         self._join_attempts = 0
@@ -183,9 +186,13 @@ class RingNode:
 
     # == driver interface ====================================================================
 
-    def take_outputs(self) -> list[tuple[NodeRef, Message]]:
+    def take_outputs(self) -> Sequence[tuple[NodeRef, Message]]:
         """Messages to send, each addressed to a node. Acks are batched per peer."""
-        out = self._out if self._out is not None else []
+        out = self._out
+        if out is None:
+            if not self._acks:
+                return _NOTHING
+            out = []
         self._out = None
         if self._acks:
             for peer, *per_kind in self._acks.values():
@@ -195,10 +202,10 @@ class RingNode:
             self._acks = None
         return out
 
-    def take_events(self) -> list[Event]:
+    def take_events(self) -> Sequence[Event]:
         ev = self._events
         self._events = None
-        return ev if ev is not None else []
+        return ev if ev is not None else _NOTHING
 
     def _emit(self, dest: NodeRef, msg: Message) -> None:
         out = self._out
@@ -217,9 +224,12 @@ class RingNode:
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (None: nothing is pending)."""
         best = self._custody.next_deadline()
-        for t in (self._t_stabilize, self._t_fingers, self._t_check_pred, self._t_prune):
+        for t in (self._t_stabilize, self._t_fingers, self._t_check_pred):
             if t is not None and (best is None or t < best):
                 best = t
+        t = self._t_prune  # only worth waking for when there is something to forget
+        if t is not None and self._done is not None and (best is None or t < best):
+            best = t
         heap = self._rpc_heap
         if heap:
             rpcs = self._rpcs or {}
@@ -258,6 +268,9 @@ class RingNode:
         elif t is Ack:
             self._on_ack(sender, msg, now)  # type: ignore[arg-type]
         else:
+            pred = self.table.predecessor
+            if pred is not None and sender.id == pred.id:
+                self._pred_heard = now
             handler = self._handlers.get(t)
             if handler is not None:
                 handler(self, sender, msg, now)
@@ -672,8 +685,11 @@ class RingNode:
 
     def _check_predecessor(self, now: float) -> None:
         pred = self.table.predecessor
-        if pred is not None:
-            self._rpc(pred, Ping, _Purpose.CHECK_PREDECESSOR, now)
+        if pred is None:
+            return
+        if now - self._pred_heard < self.config.check_predecessor_interval:
+            return  # it stabilized with us lately: alive, no need to ask
+        self._rpc(pred, Ping, _Purpose.CHECK_PREDECESSOR, now)
 
     def _on_ping(self, sender: NodeRef, msg: Ping, now: float) -> None:
         self._emit(sender, Pong(msg.req_id))

@@ -149,15 +149,32 @@ class RoutingTable:
     def set_successors(self, nodes: Iterable[NodeRef]) -> bool:
         """Replace the successor list: deduplicated, self removed, nearest first, at most r.
 
-        Returns True if the immediate successor changed.
+        Returns True if the immediate successor changed. Runs at every stabilization, where
+        the list arrives already in order and mostly unchanged: one pass checks both.
         """
         old = self.successor
-        byid: dict[int, NodeRef] = {}
+        cur = self.successors
+        nodes = list(nodes)
+        if len(cur) == self.r and nodes[: self.r] == cur:
+            return False  # the usual stabilization: nothing new (compared in C, by identity first)
+        me, m = self.me.id, self.space.modulus
+        out: list[NodeRef] = []
+        seen: set[int] = set()
+        prev, in_order = 0, True
         for n in nodes:
-            byid.setdefault(n.id, n)
-        byid.pop(self.me.id, None)
-        out = sorted(byid.values(), key=lambda n: self.distance(n.id))[: self.r]
-        if out != self.successors:  # stabilize mostly confirms what we had
+            nid = n.id
+            if nid == me or nid in seen:
+                continue
+            seen.add(nid)
+            d = (nid - me) % m
+            if d < prev:
+                in_order = False
+            prev = d
+            out.append(n)
+        if not in_order:
+            out.sort(key=lambda n: (n.id - me) % m)
+        del out[self.r :]
+        if out != cur:
             self.successors = out
         return self.successor != old
 

@@ -225,22 +225,21 @@ class Simulation:
         if out:
             send = self.net.send
             me = node.me
-            n = len(self.nodes)
+            by_id = self.by_id
             for dest, msg in out:
-                try:
-                    j = int(dest.addr[1:])
-                except ValueError:
-                    j = -1
-                if 0 <= j < n:
+                j = by_id.get(dest.id)  # crashed nodes stay here: the network drops their mail
+                if j is not None:
                     send(i, j, me, msg)
         ev = node.take_events()
         if ev:
             self._dispatch(i, node, ev)
         t = node.get_timer()
-        if t != self.armed[i]:
+        armed = self.armed[i]
+        if t is not None and (armed is None or t < armed):
+            # Only an earlier deadline needs a new event. A later one (a request answered
+            # before its time limit) lets the armed event fire early: _fire re-arms it.
             self.armed[i] = t
-            if t is not None:
-                self.kernel.at(t, self._fire, i, t)
+            self.kernel.at(t, self._fire, i, t)
 
     def _dispatch(self, i: int, node: RingNode, events: list[Any]) -> None:
         counts = self.event_counts
@@ -258,12 +257,14 @@ class Simulation:
 
     def _fire(self, i: int, t: float, _: Any) -> None:
         if self.armed[i] != t:
-            return
+            return  # superseded by an earlier event
         node = self.nodes[i]
         if node is None:
             return
         self.armed[i] = None
-        node.handle_timer(self.kernel.now)
+        due = node.get_timer()
+        if due is not None and due <= self.kernel.now:
+            node.handle_timer(self.kernel.now)
         self._after(i, node)
 
     def _deliver(self, j: int, sender: NodeRef, msg: Any) -> None:
