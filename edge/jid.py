@@ -25,6 +25,12 @@ MAX_PART_BYTES = 1023  # RFC 7622 §3.2-3.4: each part at most 1023 octets once 
 MAX_RAW_CHARS = 3 * 1024 + 2  # a JID string can never be longer than three parts and separators
 
 _LOCAL_FORBIDDEN = frozenset("\"&'/:<>@")  # RFC 7622 §3.3.1
+# For printable ASCII, PRECIS reduces to this (RFC 8265 §3.3, §4.2: width mapping, NFC and
+# the bidi rule change nothing; UsernameCaseMapped lower-cases; IdentifierClass allows
+# U+0021..U+007E, FreeformClass U+0020..U+007E). Most addresses are ASCII: the fast path
+# spares them the Unicode tables (a test checks it against the library).
+_ASCII_IDENTIFIER = frozenset(map(chr, range(0x21, 0x7F)))
+_ASCII_FREEFORM = frozenset(map(chr, range(0x20, 0x7F)))
 _USERNAME = get_profile("UsernameCaseMapped")
 _OPAQUE = get_profile("OpaqueString")
 
@@ -74,7 +80,7 @@ def parse_jid(text: str) -> JID:
     return _parse_cached(text) if len(text) <= 256 else _parse(text)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=16384)
 def _parse_cached(text: str) -> JID:
     return _parse(text)
 
@@ -101,6 +107,12 @@ def _parse(text: str) -> JID:
 
 
 def _prepare_local(local: str) -> str:
+    if local.isascii() and local and _ASCII_IDENTIFIER.issuperset(local):
+        prepared = local.lower()
+        if not _LOCAL_FORBIDDEN.isdisjoint(prepared):
+            raise JIDError("localpart contains a forbidden character")
+        _check_length(prepared, "localpart")
+        return prepared
     try:
         prepared = _USERNAME.enforce(local)
     except UnicodeError as exc:
@@ -112,6 +124,9 @@ def _prepare_local(local: str) -> str:
 
 
 def _prepare_resource(resource: str) -> str:
+    if resource.isascii() and resource and _ASCII_FREEFORM.issuperset(resource):
+        _check_length(resource, "resourcepart")
+        return resource
     try:
         prepared = _OPAQUE.enforce(resource)
     except UnicodeError as exc:

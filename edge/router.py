@@ -192,15 +192,20 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=Fals
                           remove_blank_text=False, collect_ids=False)
 
 
+_WRAP_OPEN, _WRAP_CLOSE = b"<w xmlns='jabber:server'>", b"</w>"
+
+
 def parse_stanza(data: bytes) -> etree._Element:
-    """A stanza from a payload. The ring's own serialiser never writes a DTD, comment, CDATA
-    section or processing instruction, so any ``<!`` or ``<?`` means the bytes were not
-    made by a ring node: refused before the XML parser sees them."""
+    """A stanza from a payload: one element, in jabber:server unless it declares otherwise
+    (an edge forwards a stanza's bytes as they arrived on the s2s stream, where that is the
+    default namespace). No DTD, comment, CDATA section or processing instruction is
+    accepted: refused before the XML parser sees them (an edge's parser refuses them too,
+    and the ring's serialiser never writes them)."""
     if b"<!" in data or b"<?" in data:
         raise ValueError("DTDs, comments, CDATA and processing instructions are not allowed")
     try:
-        el = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as exc:
+        el = etree.fromstring(_WRAP_OPEN + data + _WRAP_CLOSE, _PARSER)[0]
+    except (etree.XMLSyntaxError, IndexError) as exc:
         raise ValueError(f"stanza does not parse: {exc}") from None
     if stanza_kind(el) is None:
         raise ValueError(f"not a stanza: {el.tag!r}")
@@ -262,8 +267,9 @@ class StanzaRouter:
 
     # == inputs ==============================================================================
 
-    def from_s2s(self, element: etree._Element, now: float) -> None:
-        """A stanza an s2s stream of this edge accepted (addresses already checked)."""
+    def from_s2s(self, element: etree._Element, now: float, raw: bytes | None = None) -> None:
+        """A stanza an s2s stream of this edge accepted (addresses already checked).
+        ``raw``: its bytes as received, if they need no declaration but jabber:server's."""
         self.stats.from_s2s += 1
         to = element.get("to")
         dest = self._keys.get(to)
@@ -277,7 +283,8 @@ class StanzaRouter:
                 self._route(element, now)
                 return
             dest = self._key_of(to, rcpt)
-        raw = serialize(element)
+        if raw is None or b"<!" in raw:  # CDATA sections are rewritten as text
+            raw = serialize(element)
         self._out.append(RingSend(dest, self.codec.encode_stanza(raw, self.node_id), self._flags, raw))
 
     def submit(self, element: etree._Element, now: float) -> None:
@@ -386,6 +393,11 @@ class StanzaRouter:
     @property
     def backlog(self) -> int:
         return len(self._out)
+
+    @property
+    def in_flight(self) -> int:
+        """Stanza envelopes sent from here whose delivery is not yet confirmed."""
+        return len(self._inflight)
 
     @property
     def pending(self) -> int:

@@ -137,6 +137,9 @@ class StanzaReceived:
     element: etree._Element = field(compare=False)
     sender: JID
     recipient: JID
+    # The stanza's bytes as received, when they need no namespace declaration but the
+    # stream's default (jabber:server): what the edge forwards into the ring unchanged.
+    raw: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,7 +312,8 @@ class InboundStream(S2SStreamBase):
             raise StreamError(StreamCondition.HOST_UNKNOWN, f"{recipient.domain} is not served here")
         if (sender.domain, recipient.domain) not in self.authenticated:
             raise StreamError(StreamCondition.INVALID_FROM, f"{sender.domain} is not authenticated for {recipient.domain}")
-        self._events.append(StanzaReceived(element, sender, recipient))
+        raw = self._parser.raw.get(id(element))  # the header's default namespace is jabber:server
+        self._events.append(StanzaReceived(element, sender, recipient, raw))
         return S.OPEN
 
     # -- internals --------------------------------------------------------------------------

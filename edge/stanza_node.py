@@ -7,9 +7,12 @@ pump task takes the router's outputs, sends envelopes in batches (``send_batch``
 stanzas for other domains to a bounded queue that one s2s task drains; the same task runs the
 router's timer (announcements, registry queries, deadlines).
 
-Backpressure: while the router holds more than ``max_backlog`` unsent outputs (the ring is
-congested and ``send_batch`` waits), the s2s readers wait before reading again, so a fast
-peer is slowed down by TCP rather than queued without bound.
+Backpressure: at most ``max_in_flight`` stanza envelopes sent from this node may await
+their delivery confirmation (a window, as TCP's: it keeps the ring's queues, hence its
+latency, short enough that no hop is suspected dead merely for being busy); while the window
+is full the pump waits, and while the router holds more than ``max_backlog`` unsent outputs
+the s2s readers wait before reading again, so a fast peer is slowed down by TCP rather than
+queued without bound.
 
 Resource handling: everything runs in the nursery of :meth:`serve` (or the one given to
 :meth:`attach`); :meth:`kill` stops it all at once, :meth:`shutdown` leaves the ring first.
@@ -59,12 +62,14 @@ class StanzaNode:
 
     def __init__(self, live: LiveNode, router_config: RouterConfig, *, s2s: S2SNode | None = None,
                  services: RingServices | None = None, max_backlog: int = 4096,
-                 s2s_queue: int = 10_000) -> None:
+                 max_in_flight: int = 2048, s2s_queue: int = 10_000) -> None:
         self.live = live
         self.s2s = s2s
         self.router = StanzaRouter(live.space, live.node_id, router_config, services=services,
                                    edge_domains=s2s.config.domains if s2s is not None else frozenset())
         self.max_backlog = max_backlog
+        self.max_in_flight = max_in_flight
+        self._window = trio.Event()  # set when the in-flight window has room again
         self.observers: list[Observer] = []
         self.s2s_port: int | None = None
         self._wake = trio.Event()
@@ -88,6 +93,7 @@ class StanzaNode:
 
     def _chain(self, live: LiveNode) -> None:
         prev_deliver, prev_event = live.on_deliver, live.on_event
+        router, low = self.router, self.max_in_flight // 2
 
         def on_deliver(env: Envelope) -> None:
             self.router.on_delivered(env, trio.current_time())
@@ -98,11 +104,14 @@ class StanzaNode:
         def on_event(ev: Event) -> None:
             t = type(ev)
             if t is Confirmed:
-                self.router.on_confirmed(ev.msg_id)
+                router.on_confirmed(ev.msg_id)
                 if self._early is not None:
                     self._early.add(ev.msg_id)
+                if router.in_flight < low:
+                    self._window.set()
             elif t is Undeliverable:
-                self.router.on_undeliverable(ev.report, trio.current_time())
+                router.on_undeliverable(ev.report, trio.current_time())
+                self._window.set()
                 self._wake.set()
             if prev_event is not None:
                 prev_event(ev)
@@ -170,7 +179,7 @@ class StanzaNode:
     def _on_s2s_stanza(self, event: StanzaReceived | StanzaRejected) -> None:
         now = trio.current_time()
         if type(event) is StanzaReceived:
-            self.router.from_s2s(event.element, now)
+            self.router.from_s2s(event.element, now, event.raw)
         elif event.reply is not None:
             try:
                 self.router.submit(event.reply, now)
@@ -233,6 +242,12 @@ class StanzaNode:
                     except trio.WouldBlock:
                         router.s2s_failed((o.element,), "the edge's s2s queue is full", trio.current_time())
             for flags, group in groups.items():
+                while router.in_flight >= self.max_in_flight:
+                    self._window = trio.Event()
+                    with trio.move_on_after(1.0):  # confirmations may be lost with a dying node
+                        await self._window.wait()
+                    if router.in_flight >= self.max_in_flight and not self._window.is_set():
+                        break  # the ring is stuck: send anyway, its own limits apply
                 self._early = set()
                 try:
                     ids = await self.live.send_batch([(o.dest, o.payload) for o in group], flags=flags)

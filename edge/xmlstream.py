@@ -3,8 +3,14 @@
 Why expat: it is the parser Prosody and ejabberd use for XMPP, it fires a start tag the
 moment its ``>`` arrives (a peer waits for our header right after sending its own), reports
 DOCTYPE, comments and processing instructions through their own handlers so they can be
-refused before anything in them is expanded, and names its errors precisely. Completed
-stanzas are built as lxml elements, which the rest of the edge works with.
+refused before anything in them is expanded, and names its errors precisely.
+
+Why two parsers: expat's Python callbacks only check structure and limits (they are the
+per-element cost, so they do as little as possible); each completed top-level element is
+then built in C by lxml from its own bytes, cut out of the stream by expat's byte offsets and
+wrapped in the namespace declarations of the stream header it inherits. Those bytes are kept
+(:attr:`XMLStreamParser.raw`): the edge forwards a stanza into the ring as it arrived,
+without serialising it again.
 
 RFC 6120 §11.1 restricted XML is enforced: a DOCTYPE (hence any entity declaration, billion
 laughs included), comment, processing instruction or non-predefined entity reference ends the
@@ -22,6 +28,7 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 from xml.parsers import expat
+from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
@@ -54,6 +61,9 @@ def _starts_with_bad_utf8(data: bytes) -> bool:
         return exc.start == 0
     return False
 _FEED_CHUNK = 64 * 1024  # limits are checked between chunks, so a 10 MB write is cut short early
+# Fragments are well-formed already (expat checked them, with no DTD, entity or comment).
+_FRAGMENT_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+                                   collect_ids=False, remove_blank_text=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +138,22 @@ class XMLStreamParser:
         self._p.SkippedEntityHandler = self._skipped_entity
         self._p.ExternalEntityRefHandler = self._external_entity
         self._items: list[Item] = []
+        self.raw: dict[int, bytes] = {}  # id(element) -> its bytes, for the items of the last feed
         self._fed = 0  # total bytes given to expat
         self._recent = b""  # the last few of them (an invalid sequence may straddle two feeds)
         self._boundary = 0  # byte offset where the pending (incomplete) item began
         self._depth = 0  # 0 outside the stream, 1 inside the header, 2 in a stanza root...
-        self._stack: list[etree._Element] = []
         self._pending_ns: dict[str | None, str] = {}
+        self._ns_count = 0  # namespace declarations on the element being opened
         self._scope_ns: dict[str | None, str] = {}  # declared on the stream header
+        self._wrap_default = b"<w>"  # opens a fragment in the header's default namespace
+        self._wrap_prefixes: list[tuple[bytes, bytes]] = []  # (b"p:", b" xmlns:p='uri'")
+        self._win = b""  # the bytes of this feed, after those of an unfinished item
+        self._win_base = 0  # stream offset of self._win[0]
+        self._carry = b""  # bytes of the unfinished item, kept for the next feed
+        self._item_start = 0  # stream offset where the open top-level element began
+        self._item_qname = b""  # its name as written (prefix:local), to find its end tag
+        self._resume = 0  # stream offset after the last complete item: the next begins later
         self._text_chars = 0
         self._elements = 0
         self._header_seen = False
@@ -154,6 +173,10 @@ class XMLStreamParser:
         if self._first and data:
             self._check_encoding_signature(data)
         chunk = b""
+        self.raw = {}
+        carry = self._carry
+        self._win = carry + data if carry else data
+        self._win_base = self._fed - len(carry)
         try:
             for start in range(0, len(data), _FEED_CHUNK):
                 chunk = data[start : start + _FEED_CHUNK]
@@ -174,6 +197,15 @@ class XMLStreamParser:
             # The bytes at the error, which may have begun in the previous chunk.
             window, at = self._recent + chunk, self._p.ErrorByteIndex - (self._fed - len(self._recent))
             raise self._map_expat(exc, window[at:] if 0 <= at < len(window) else b"") from None
+        # Keep the bytes of the item in progress (expat may hold part of a tag unreported).
+        keep = self._item_start if self._depth >= 2 else self._resume
+        carry = self._win[max(keep - self._win_base, 0):]
+        if self._depth < 2 and carry[:1].isspace():  # keepalives between items: nothing to keep
+            stripped = carry.lstrip()
+            self._resume += len(carry) - len(stripped)
+            carry = stripped
+        self._carry = carry
+        self._win = b""
         items, self._items = self._items, []
         return items
 
@@ -212,7 +244,7 @@ class XMLStreamParser:
 
     def _shutdown(self) -> None:
         self._closed = True
-        self._stack.clear()
+        self._carry = self._win = b""
         for name in ("StartElementHandler", "EndElementHandler", "CharacterDataHandler"):
             setattr(self._p, name, None)
 
@@ -243,9 +275,11 @@ class XMLStreamParser:
             raise StreamError(StreamCondition.UNSUPPORTED_VERSION, "XML 1.0 only")
 
     def _ns_start(self, prefix: str | None, uri: str | None) -> None:
-        if len(self._pending_ns) >= self.limits.max_attributes:
+        self._ns_count += 1
+        if self._ns_count > self.limits.max_attributes:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "too many namespace declarations")
-        self._pending_ns[prefix or None] = uri or ""
+        if self._depth == 0:  # declarations of the stream header: fragments inherit them
+            self._pending_ns[prefix or None] = uri or ""
 
     def _attrs(self, attrs: dict[str, str]) -> dict[str, str]:
         limits = self.limits
@@ -259,28 +293,30 @@ class XMLStreamParser:
         return out
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
-        self._depth += 1
-        declared, self._pending_ns = self._pending_ns, {}
-        tag, prefix = _clark(name)
-        if self._depth == 1:
-            self._header(tag, attrs, declared)
+        depth = self._depth = self._depth + 1
+        self._ns_count = 0
+        limits = self.limits
+        if depth == 1:
+            declared, self._pending_ns = self._pending_ns, {}
+            self._header(_clark(name)[0], attrs, declared)
             return
-        if self._depth - 1 > self.limits.max_depth:
+        if depth - 1 > limits.max_depth:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "elements nested too deeply")
         self._elements += 1
-        if self._elements > self.limits.max_elements:
+        if self._elements > limits.max_elements:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "too many elements in one stanza")
-        values = self._attrs(attrs)
-        if self._depth == 2:
-            nsmap = dict(declared)
-            if tag.startswith("{"):
-                uri = tag[1 : tag.index("}")]
-                if uri not in nsmap.values() and prefix not in nsmap:
-                    nsmap[prefix] = uri
-            el = etree.Element(tag, values, nsmap=nsmap or None)
-        else:
-            el = etree.SubElement(self._stack[-1], tag, values, nsmap=declared or None)
-        self._stack.append(el)
+        if attrs:
+            if len(attrs) > limits.max_attributes:
+                raise StreamError(StreamCondition.POLICY_VIOLATION, "too many attributes")
+            cap = limits.max_attribute_chars
+            for value in attrs.values():
+                if len(value) > cap:
+                    raise StreamError(StreamCondition.POLICY_VIOLATION, "attribute value too large")
+        if depth == 2:
+            self._item_start = self._p.CurrentByteIndex
+            parts = name.split(" ")
+            qname = f"{parts[2]}:{parts[1]}" if len(parts) == 3 else parts[-1]
+            self._item_qname = qname.encode("utf-8")
 
     def _header(self, tag: str, attrs: dict[str, str], declared: dict[str | None, str]) -> None:
         if tag != f"{{{NS_STREAMS}}}stream":
@@ -289,6 +325,10 @@ class XMLStreamParser:
             raise StreamError(StreamCondition.BAD_FORMAT, "the stream must open with <stream:stream>")
         self._header_seen = True
         self._scope_ns = declared
+        default = declared.get(None)
+        self._wrap_default = b"<w xmlns=" + quoteattr(default).encode("utf-8") + b">" if default else b"<w>"
+        self._wrap_prefixes = [(f"{p}:".encode("utf-8"), f" xmlns:{p}={quoteattr(uri)}".encode("utf-8"))
+                               for p, uri in declared.items() if p is not None]
         values = self._attrs(attrs)
         self._items.append(StreamHeader(values, declared.get(None), dict(declared)))
         self._boundary = self._p.CurrentByteIndex + 1
@@ -299,26 +339,47 @@ class XMLStreamParser:
             self._items.append(StreamEnd())
             self._closed = True
             return
-        el = self._stack.pop()
         if self._depth == 1:
-            self._items.append(el)
+            at = self._p.CurrentByteIndex
+            self._items.append(self._complete(at))
             self._text_chars = 0
             self._elements = 0
-            self._boundary = max(self._boundary, self._p.CurrentByteIndex)
+            self._boundary = max(self._boundary, at)
+
+    def _complete(self, at: int) -> etree._Element:
+        """Build the top-level element that just closed from its bytes.
+
+        expat's offset for an end event is where the end tag begins, or, for an element
+        written empty (``<presence/>``), where its tag ended: an end tag of the element's own
+        name at the offset tells the two apart."""
+        win, base = self._win, self._win_base
+        start, end = self._item_start - base, at - base
+        qname = self._item_qname
+        if win.startswith(b"</", end) and win.startswith(qname, end + 2) and \
+                win[end + 2 + len(qname):end + 3 + len(qname)] in (b">", b" ", b"\t", b"\r", b"\n"):
+            end = win.index(b">", end) + 1
+        self._resume = base + end
+        raw = win[start:end]
+        head = self._wrap_default
+        if self._wrap_prefixes:
+            extra = [decl for prefix, decl in self._wrap_prefixes if prefix in raw]
+            if extra:
+                head = head[:-1] + b"".join(extra) + b">"
+        try:
+            el = etree.fromstring(head + raw + b"</w>", _FRAGMENT_PARSER)[0]
+        except (etree.XMLSyntaxError, IndexError):
+            raise StreamError(StreamCondition.NOT_WELL_FORMED, "malformed element") from None
+        if head is self._wrap_default:
+            self.raw[id(el)] = raw  # it needs no declaration but the default namespace
+        return el
 
     def _chars(self, data: str) -> None:
         if self._depth <= 1:
             if data.strip():
                 raise StreamError(StreamCondition.BAD_FORMAT, "text at stream level")
-            if self._depth == 1 and not self._stack:  # whitespace keepalive between stanzas
+            if self._depth == 1:  # whitespace keepalive between stanzas
                 self._boundary = max(self._boundary, self._p.CurrentByteIndex + len(data))
             return
         self._text_chars += len(data)
         if self._text_chars > self.limits.max_text_chars:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "stanza text too large", app="stanza-too-big")
-        el = self._stack[-1]
-        if len(el):
-            last = el[-1]
-            last.tail = (last.tail or "") + data
-        else:
-            el.text = (el.text or "") + data

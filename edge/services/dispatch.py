@@ -2,7 +2,8 @@
 
 RFC 6121 defaults for addresses nobody serves (§8.5.2.2.1, §8.5.3.2): an iq gets
 ``service-unavailable``; a message gets ``service-unavailable`` too (we have no offline
-storage); presence is dropped silently. An iq to a served entity with a payload nobody
+storage), except a ``headline``, which expects no reply (§5.2.2) and is dropped silently as
+§8.5.2.2.1 allows; presence is dropped silently. An iq to a served entity with a payload nobody
 handles also gets ``service-unavailable`` (RFC 6120 §8.4).
 """
 
@@ -49,12 +50,14 @@ class RingServices:
             return self._iq(sv)
         if sv.kind == "message" and sv.recipient and sv.recipient.local == echo.LOCALPART:
             return echo.handle_message(sv)
-        if sv.kind == "message" and not sv.is_error:
+        if sv.kind == "message" and not sv.is_error and sv.type != "headline":
             return _maybe(error_reply(sv, StanzaCondition.SERVICE_UNAVAILABLE))
         return []
 
     def _nobody(self, sv: StanzaView) -> list[etree._Element]:
         if sv.kind == "presence" or sv.is_error or (sv.kind == "iq" and sv.type in ("result", "error")):
+            return []
+        if sv.kind == "message" and sv.type == "headline":
             return []
         return _maybe(error_reply(sv, StanzaCondition.SERVICE_UNAVAILABLE))
 

@@ -115,6 +115,7 @@ class ProsodyPeer:
     certificate: tuple[Path, Path] | None = None  # (cert, key) enables TLS
     cafile: Path | None = None  # trust anchors for peer certificates (enables SASL EXTERNAL)
     extra_modules: tuple[str, ...] = ()
+    log_level: str = "debug"  # benchmarks use "warn": debug logging costs Prosody most of its time
     c2s_port: int = 0
     s2s_port: int = 0
     proc: subprocess.Popen | None = None
@@ -150,7 +151,7 @@ pidfile = "{w}/prosody.pid"
 data_path = "{w}/data"
 admin_socket = "{w}/prosody.sock"
 plugin_paths = {{ "{w}/plugins" }}
-log = {{ debug = "{self.log_path}" }}
+log = {{ {self.log_level} = "{self.log_path}" }}
 run_as_root = true
 interfaces = {{ "127.0.0.1" }}
 use_ipv6 = false

@@ -52,3 +52,32 @@ def test_domain_preparation_is_case_insensitive_and_strips_the_root_dot():
     assert prepare_domain("Ring.Test.") == "ring.test"
     with pytest.raises(JIDError):
         prepare_domain(".")
+
+
+# The ASCII fast path must agree with the PRECIS library on every ASCII string.
+from hypothesis import given, strategies as st  # noqa: E402
+
+from edge import jid as jid_module  # noqa: E402
+
+
+def _slow(profile, text):
+    try:
+        return profile.enforce(text)
+    except UnicodeError:
+        return None
+
+
+def _fast(prepare, text):
+    try:
+        return prepare(text)
+    except JIDError:
+        return None
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=0x7F), max_size=40))
+def test_ascii_fast_path_agrees_with_precis(text):
+    slow_local = _slow(jid_module._USERNAME, text)
+    if slow_local is not None and any(ch in jid_module._LOCAL_FORBIDDEN for ch in slow_local):
+        slow_local = None
+    assert _fast(jid_module._prepare_local, text) == slow_local
+    assert _fast(jid_module._prepare_resource, text) == _slow(jid_module._OPAQUE, text)

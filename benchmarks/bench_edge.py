@@ -1,0 +1,510 @@
+"""Edge node: stanzas/s accepted over s2s and delivered into a live ring, beside Prosody.
+
+    python -m benchmarks.bench_edge [--stanzas 100000] [--nodes 4] [--profile edge]
+
+One s2s sender, the same for both targets: a process running ringmesh's own outbound s2s
+stream machine, authenticated with XEP-0220 dialback (the target calls the sender's
+authoritative listener back to verify the key), which then writes pre-serialised stanzas as
+fast as the socket takes them. The stanzas are headline messages with a 100-character body
+(RFC 6121 §5.2.2: no reply is expected, so none travels back). In one run it feeds:
+
+1. an edge node of a live ring of ``--nodes`` nodes, each node its own process, mutual TLS
+   between them; the stanzas are addressed to 4096 different JIDs of the ring's domain, so
+   their keys spread over every node. A stanza counts once it reaches the node where its
+   recipient lives and that node's router has unwrapped and parsed it (summed over nodes);
+2. a private Prosody 0.12 as receiving server (logging at ``warn``): the stanzas are
+   addressed to a user connected over c2s, and count when they reach that client (a raw
+   socket counting ``</message>``).
+
+Both run plain s2s with dialback. Rate = N / (time from the sender's first stanza byte to the
+N-th delivery); a warm-up of 2,000 stanzas opens every link first. Printed: both rates, their
+ratio (goal: the edge at least twice Prosody's rate), and each process's CPU share, which
+shows where the time goes on a machine with fewer cores than processes. ``--profile edge``
+profiles the edge process during the measured phase and prints its hottest functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import multiprocessing as mp
+import os
+import re
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+GOAL_RATIO = 2.0
+RING = "ring.test"
+SENDER = "sender.test"
+PROSODY = "prosody.test"
+SECRET = b"bench-edge-dialback-secret-0001"
+WARMUP = 2000
+BODY = "x" * 100
+
+
+def _stanzas(n: int, start: int, to: str | list[str] | None) -> bytes:
+    """``to``: one recipient, a list to cycle through, or None for bench<i>@ring.test."""
+    out = []
+    for i in range(start, start + n):
+        dest = to if isinstance(to, str) else to[i % len(to)] if to else f"bench{i % 4096}@{RING}"
+        out.append(f"<message from='u{i % 100}@{SENDER}/r' to='{dest}' type='headline' id='b{i}'>"
+                   f"<body>{BODY}</body></message>")
+    return "".join(out).encode()
+
+
+# == the sender ================================================================================
+
+def _sender_proc(conn) -> None:  # noqa: ANN001
+    import trio
+
+    from edge.s2s_events import S2SConfig
+    from edge.s2s_outbound import OutboundStream
+    from edge.s2s_shell import S2SNode
+    from edge.srv import PeerResolver, Target
+
+    config = S2SConfig(frozenset({SENDER}), SECRET)
+
+    # The authoritative role: a target verifies our dialback key on a connection of its own,
+    # and Prosody first authenticates itself there (so this node must reach it back).
+    resolver = PeerResolver({}, use_dns=False)
+    node = S2SNode(config, resolver)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(node.run)
+            conn.send(port)
+            while True:
+                cmd = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+                if cmd[0] == "exit":
+                    nursery.cancel_scope.cancel()
+                    return
+                _, host, tport, remote, to, n = cmd
+                resolver.overrides[remote] = Target(host, tport)
+                try:
+                    await blast(host, tport, remote, to, n)
+                except Exception as exc:
+                    conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+    async def blast(host: str, port: int, remote: str, to: str | list[str] | None, n: int) -> None:
+        warm, body = _stanzas(WARMUP, 0, to), _stanzas(n, WARMUP, to)
+        stream = await trio.open_tcp_stream(host, port)
+        machine = OutboundStream(config, SENDER, remote, trio.current_time())
+        machine.start(trio.current_time())
+        with trio.fail_after(30):
+            while not machine.ready:
+                out = machine.data_to_send()
+                if out:
+                    await stream.send_all(out)
+                if machine.closed:
+                    raise RuntimeError(f"s2s to {remote} failed: {machine.next_events()}")
+                data = await stream.receive_some(65536)
+                machine.receive_data(data, trio.current_time())
+        machine.next_events()
+
+        async def drain() -> None:  # whatever the target says, read it (it says nothing)
+            while await stream.receive_some(65536):
+                pass
+
+        async with trio.open_nursery() as n2:
+            n2.start_soon(drain)
+            await stream.send_all(warm)
+            conn.send("warm")
+            await trio.to_thread.run_sync(conn.recv)  # "go"
+            t0 = time.monotonic()
+            for i in range(0, len(body), 256 * 1024):
+                await stream.send_all(body[i:i + 256 * 1024])
+            conn.send((t0, time.monotonic()))
+            await trio.to_thread.run_sync(conn.recv)  # "close"
+            n2.cancel_scope.cancel()
+        await stream.aclose()
+
+    trio.run(main)
+
+
+# == ring nodes ================================================================================
+
+def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sender_port: int,
+               conn, profile: bool) -> None:  # noqa: ANN001
+    import trio
+
+    from edge.rate_limit import RateLimits
+    from edge.router import RouterConfig
+    from edge.s2s_events import S2SConfig
+    from edge.s2s_shell import S2SNode
+    from edge.srv import PeerResolver, Target
+    from edge.stanza_node import StanzaNode
+    from ring.config import RingConfig
+    from ring.live.limits import LiveLimits
+    from ring.live.server import LiveNode
+    from ring.live.tls import RingTls, TlsFiles
+
+    # Maintenance as a small LAN ring would run it: fingers are fixed within a second.
+    config = RingConfig(expected_nodes=8, stabilize_interval=0.2, fix_fingers_interval=0.02)
+    tls = RingTls.load(TlsFiles(*(Path(f) for f in files)), config.space)
+    limits = LiveLimits(**json.loads(os.environ.get("BENCH_LIMITS", "{}")))
+    live = LiveNode(config=config, tls=tls, listen="127.0.0.1:0", bootstrap=bootstrap, name=role, limits=limits)
+    s2s = None
+    if role == "edge":
+        # The per-stream byte rate limit (default 1 MiB/s) is off, as Prosody's mod_limits is.
+        s2s = S2SNode(S2SConfig(frozenset({RING}), SECRET, rate=RateLimits(bytes_per_second=None)),
+                      PeerResolver({SENDER: Target("127.0.0.1", sender_port)}, use_dns=False))
+    node = StanzaNode(live, RouterConfig(frozenset({RING}), announce_interval=1.0, edge_ttl=5.0), s2s=s2s)
+    prof = None
+    samples: list[tuple] = []
+
+    async def sampler() -> None:
+        while True:
+            await trio.sleep(0.1)
+            samples.append((live.core.custody_count, node.router.backlog, len(live._congested),
+                            live._waiters, sum(lk.queued for lk in live.links())))
+
+    async def originate(n: int) -> None:
+        """Ring-only load: the stanzas' envelopes, originated here without s2s."""
+        from ring.ids import jid_key
+
+        codec = node.router.codec
+        items = []
+        for i in range(n):
+            raw = _stanzas(1, i, None)
+            items.append((jid_key(live.space, f"bench{i % 4096}@{RING}"), codec.encode_stanza(raw, live.node_id)))
+        for i in range(0, n, 256):
+            await live.send_batch(items[i:i + 256])
+
+    async def main() -> None:
+        nonlocal prof
+        async with trio.open_nursery() as nursery:
+            await nursery.start(live.serve)
+            await node.attach(nursery)
+            if os.environ.get("BENCH_DEBUG"):
+                nursery.start_soon(sampler)
+            conn.send((live.addr, node.s2s_port, live.node_id))
+            while True:
+                cmd = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+                if cmd == "stats":
+                    conn.send((node.router.stats.arrived, time.process_time(), live.core.table.successor.id
+                               if live.core.table.successor else None, len(node.router.registry)))
+                elif cmd in ("profile-on", "profile-off"):
+                    if profile:
+                        import cProfile
+
+                        if cmd == "profile-on":
+                            prof = cProfile.Profile(time.process_time)
+                            prof.enable()
+                        elif prof is not None:
+                            prof.disable()
+                    conn.send("ok")
+                elif isinstance(cmd, tuple) and cmd[0] == "load":
+                    nursery.start_soon(originate, cmd[1])
+                    conn.send("ok")
+                elif isinstance(cmd, tuple) and cmd[0] == "probe":
+                    try:
+                        res = await live.probe(cmd[1], timeout=2)
+                        conn.send(res.hops)
+                    except trio.TooSlowError:
+                        conn.send(None)
+                elif cmd == "core":
+                    import dataclasses
+
+                    conn.send({k: v for k, v in dataclasses.asdict(live.core.stats).items() if v})
+                elif cmd == "links":
+                    now = trio.current_time()
+                    conn.send([(lk.peer.addr if lk.peer else lk.remote, lk.state.value, lk.outbound, lk.queued,
+                                len(lk.buf), lk.congested, round(now - lk.last_write, 1), round(now - lk.last_read, 1),
+                                lk.frames_in, lk.frames_out, live.link_to(lk.peer.id) is lk if lk.peer else None)
+                               for lk in live.links()])
+                elif cmd == "samples":
+                    conn.send(samples[-200:])
+                    samples.clear()
+                elif cmd == "exit":
+                    nursery.cancel_scope.cancel()
+                    break
+        text = ""
+        if prof is not None:
+            import io
+            import pstats
+
+            s = io.StringIO()
+            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)
+            text = s.getvalue()
+        conn.send(text)
+
+    trio.run(main)
+
+
+# == a raw c2s client that counts deliveries ==================================================
+
+class C2SCounter:
+    """Logs in to Prosody (SASL PLAIN, no TLS), binds, becomes available, counts messages."""
+
+    def __init__(self, port: int, user: str, password: str, domain: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.count = 0
+        self.last = 0.0
+        self._buf = b""
+        header = (f"<?xml version='1.0'?><stream:stream to='{domain}' xmlns='jabber:client' "
+                  "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>").encode()
+        self.sock.sendall(header)
+        self._until(rb"</stream:features>")
+        token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        self.sock.sendall(f"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{token}</auth>".encode())
+        self._until(rb"<success")
+        self.sock.sendall(header)
+        self._until(rb"</stream:features>")
+        self.sock.sendall(b"<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                          b"<resource>bench</resource></bind></iq>")
+        self._until(rb"id=['\"]bind1['\"]")
+        self.sock.sendall(b"<presence><priority>1</priority></presence>")
+        self.sock.settimeout(0.5)
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _until(self, pattern: bytes) -> None:
+        deadline = time.monotonic() + 10
+        while not re.search(pattern, self._buf):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"c2s login: no {pattern!r} in {self._buf[-300:]!r}")
+            self._buf += self.sock.recv(65536)
+        self._buf = b""
+
+    def _read(self) -> None:
+        tail = b""
+        while not self._stop:
+            try:
+                data = self.sock.recv(1 << 20)
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            chunk = tail + data
+            n = chunk.count(b"</message>")
+            if n:
+                self.count += n
+                self.last = time.monotonic()
+            tail = chunk[-9:]
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+def _proc_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process and its children so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+# == the run ===================================================================================
+
+def _call(conn, cmd):  # noqa: ANN001, ANN202
+    conn.send(cmd)
+    return conn.recv()
+
+
+def _wait(count_fn, target: int, timeout: float) -> float | None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count_fn() >= target:
+            return time.monotonic()
+        time.sleep(0.005)
+    return None
+
+
+def run_ring(args: argparse.Namespace, ctx, sender, tmp: str) -> dict:  # noqa: ANN001
+    from ring.ca import init_ca, issue_node
+    from ring.keyspace import KeySpace
+
+    space = KeySpace()
+    ca = Path(tmp) / "ca"
+    init_ca(ca)
+    roles = ["edge"] + [f"node{i}" for i in range(1, args.nodes)]
+    # Node ids are hashes of fresh keys: re-issue until no node owns less than a third of a
+    # fair share of the key space, so the recipients can be spread evenly.
+    for _ in range(1000):
+        creds = {r: issue_node(ca, r, space=space, force=True) for r in roles}
+        order = sorted(c.node_id for c in creds.values())
+        arcs = [(order[i] - order[i - 1]) % space.modulus for i in range(len(order))]
+        if min(arcs) * len(order) * 3 >= space.modulus:
+            break
+    conns, procs, ids = {}, {}, {}
+    boot: list[str] = []
+    for r in roles:
+        cred = creds[r]
+        files = (str(ca / "ca.pem"), str(cred.cert_path), str(cred.key_path))
+        mine, theirs = ctx.Pipe()
+        p = ctx.Process(target=_ring_proc, args=(r, files, boot, args.sender_port, theirs,
+                                                 args.profile == "edge" and r == "edge"))
+        p.start()
+        addr, s2s_port, node_id = mine.recv()
+        conns[r], procs[r] = mine, p
+        ids[r] = node_id
+        if r == "edge":
+            boot, edge_port = [addr], s2s_port
+    # Settle: the registry knows the edge, and the paths from the edge to every node stay
+    # the same for a second (fingers fixed).
+    t_end = time.monotonic() + 60
+    last, stable = None, 0
+    while time.monotonic() < t_end:
+        stats = {r: _call(c, "stats") for r, c in conns.items()}
+        paths = [_call(conns["edge"], ("probe", nid)) for r, nid in ids.items() if r != "edge"]
+        ready = all(s[2] is not None for s in stats.values()) and sum(s[3] for s in stats.values()) >= 1
+        stable = stable + 1 if ready and None not in paths and paths == last else 0
+        last = paths
+        if stable >= 5:
+            break
+        time.sleep(0.2)
+    else:
+        raise RuntimeError("the ring did not converge within 60 s")
+
+    def arrived() -> int:
+        return sum(_call(c, "stats")[0] for c in conns.values())
+
+    jids = spread_jids(space, ids, "edge", 4096)
+    result = _measure(args, sender, ("127.0.0.1", edge_port, RING, jids), arrived,
+                      lambda: {r: _call(c, "stats")[1] for r, c in conns.items()},
+                      lambda: [_call(c, "profile-on") for c in conns.values()],
+                      lambda: [_call(c, "profile-off") for c in conns.values()])
+    if os.environ.get("BENCH_DEBUG"):
+        for r, c in conns.items():
+            print(r, "custody, backlog, congested, waiters, queued:", _call(c, "samples")[-20:])
+            print(r, "core", _call(c, "core"))
+            for lk in _call(c, "links"):
+                print("   link", lk)
+    texts = [_call(c, "exit") for c in conns.values()]
+    for p in procs.values():
+        p.join(10)
+    result["profile"] = "".join(texts)
+    return result
+
+
+def spread_jids(space, ids: dict[str, int], edge: str, count: int) -> list[str]:  # noqa: ANN001
+    """``count`` recipient JIDs whose keys fall on the nodes other than the edge in equal
+    shares: every stanza must cross the ring (the edge keeps none for itself), and no node
+    gets more than its share however the random node ids cut up the key space."""
+    from bisect import bisect_left
+
+    from ring.ids import jid_key
+
+    order = sorted(ids.values())
+    owners = [r for r in ids if r != edge]
+    want = {r: count // len(owners) + (1 if i < count % len(owners) else 0) for i, r in enumerate(owners)}
+    by_id = {v: k for k, v in ids.items()}
+    out: list[str] = []
+    for i in range(count * 100):
+        jid = f"bench{i}@{RING}"
+        owner = by_id[order[bisect_left(order, jid_key(space, jid)) % len(order)]]
+        if want.get(owner, 0) > 0:
+            want[owner] -= 1
+            out.append(jid)
+            if len(out) == count:
+                return out
+    raise RuntimeError("could not spread the recipients over the ring")
+
+
+def run_prosody(args: argparse.Namespace, sender, tmp: str) -> dict:  # noqa: ANN001
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.edge.peers import ProsodyPeer
+
+    peer = ProsodyPeer(PROSODY, Path(tmp) / "prosody", routes={SENDER: args.sender_port},
+                       users={"bob": "bobpass"}, log_level="warn")
+    peer.start()
+    try:
+        client = C2SCounter(peer.c2s_port, "bob", "bobpass", PROSODY)
+        try:
+            pid = peer.proc.pid
+            return _measure(args, sender, ("127.0.0.1", peer.s2s_port, PROSODY, f"bob@{PROSODY}"),
+                            lambda: client.count, lambda: {"prosody": _proc_cpu(pid)}, lambda: None,
+                            lambda: None)
+        finally:
+            client.close()
+    finally:
+        peer.stop()
+
+
+def _measure(args, sender, target, count, cpu, prof_on, prof_off) -> dict:  # noqa: ANN001
+    host, port, domain, to = target
+    n = args.stanzas
+    base = count()
+    sender.send(("blast", host, port, domain, to, n))
+    answer = sender.recv()
+    if answer != "warm":
+        raise RuntimeError(f"the sender failed: {answer}")
+    if _wait(lambda: count() - base, WARMUP, 60) is None:
+        raise RuntimeError(f"warm-up stanzas did not all arrive at {domain} ({count() - base}/{WARMUP})")
+    base = count()
+    prof_on()
+    cpu0, wall0 = cpu(), time.monotonic()
+    sender.send("go")
+    t_end = _wait(lambda: count() - base, n, 300)
+    cpu1, wall1 = cpu(), time.monotonic()
+    prof_off()
+    t0, t_sent = sender.recv()
+    sender.send("close")
+    if t_end is None:
+        raise RuntimeError(f"only {count() - base} of {n} stanzas arrived at {domain}")
+    wall = wall1 - wall0
+    return {"rate": n / (t_end - t0), "secs": t_end - t0, "sent_secs": t_sent - t0,
+            "cpu": {k: (cpu1[k] - cpu0[k]) / wall for k in cpu0},
+            "cpu_us": {k: (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_edge")
+    ap.add_argument("--stanzas", type=int, default=100_000, help="measured stanzas per target")
+    ap.add_argument("--nodes", type=int, default=4, help="ring size, the edge included (>= 4)")
+    ap.add_argument("--profile", choices=["edge"], default=None)
+    ap.add_argument("--skip-prosody", action="store_true", help="measure the edge only")
+    args = ap.parse_args(argv)
+    if args.nodes < 4:
+        ap.error("--nodes must be at least 4")
+
+    ctx = mp.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    sp = ctx.Process(target=_sender_proc, args=(theirs,))
+    sp.start()
+    args.sender_port = mine.recv()
+    try:
+        with tempfile.TemporaryDirectory(prefix="ringmesh-bench-edge-") as tmp:
+            ring = run_ring(args, ctx, mine, tmp)
+            prosody = None if args.skip_prosody else run_prosody(args, mine, tmp)
+    finally:
+        mine.send(("exit",))
+        sp.join(10)
+
+    print(f"machine: {os.cpu_count()} cores (shared), Python {sys.version.split()[0]}; "
+          f"{args.nodes} ring node processes, 1 sender process, Prosody")
+    print(f"{args.stanzas:,} headline messages ({len(_stanzas(1, 0, None))} bytes each) over plain s2s "
+          f"with dialback, from one sender")
+    cpu = "  ".join(f"{k} {v:.0%}" for k, v in ring["cpu"].items())
+    edge_us = ring["cpu_us"]["edge"]
+    print(f"  edge -> ring of {args.nodes} (mutual TLS): {ring['rate']:,.0f} stanzas/s delivered "
+          f"({ring['secs']:.2f} s; the sender wrote them in {ring['sent_secs']:.2f} s)")
+    print(f"      CPU share while measuring: {cpu}")
+    print(f"      the edge process spent {edge_us:.1f} us CPU per stanza (s2s, routing, ring links, acks) "
+          f"-> {1e6 / edge_us:,.0f} stanzas/s on one full core")
+    if prosody is not None:
+        p_us = prosody["cpu_us"]["prosody"]
+        print(f"  Prosody 0.12 receiving:   {prosody['rate']:,.0f} stanzas/s delivered to the c2s client "
+              f"({prosody['secs']:.2f} s; sender {prosody['sent_secs']:.2f} s), Prosody CPU "
+              f"{prosody['cpu']['prosody']:.0%}, {p_us:.1f} us per stanza -> {1e6 / p_us:,.0f}/s on one core")
+        ratio = ring["rate"] / prosody["rate"]
+        core_ratio = p_us / edge_us
+        print(f"  ratio edge / Prosody, delivered rates: {ratio:.2f}  (goal >= {GOAL_RATIO:g}: "
+              f"{'met' if ratio >= GOAL_RATIO else 'NOT met'})")
+        print(f"  ratio edge / Prosody, per core (CPU per stanza): {core_ratio:.2f}  "
+              f"({'met' if core_ratio >= GOAL_RATIO else 'NOT met'})")
+    if ring.get("profile"):
+        print(f"\nprofile of the edge process during the measured phase (tottime):\n{ring['profile']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
