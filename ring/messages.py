@@ -27,13 +27,14 @@ class Flags(enum.IntFlag):
     FINAL = 4  # the sender believes the receiver is responsible for ``dest``
     PROBE = 8  # a routing probe: delivered to the node, never to an application
     REPLY = 16  # the answer to a probe, travelling back to the probe's origin
+    LOOKUP = 32  # a probe asking who is responsible: answered directly to the asker
 
 
 # The same bits as plain ints: an IntFlag operation builds a new enum member (about 0.4 us),
 # and envelopes test their flags several times per hop.
-F_TRACE, F_ERROR, F_FINAL, F_PROBE, F_REPLY = (int(f) for f in (
-    Flags.TRACE, Flags.ERROR, Flags.FINAL, Flags.PROBE, Flags.REPLY))
-F_KNOWN = F_TRACE | F_ERROR | F_FINAL | F_PROBE | F_REPLY
+F_TRACE, F_ERROR, F_FINAL, F_PROBE, F_REPLY, F_LOOKUP = (int(f) for f in (
+    Flags.TRACE, Flags.ERROR, Flags.FINAL, Flags.PROBE, Flags.REPLY, Flags.LOOKUP))
+F_KNOWN = F_TRACE | F_ERROR | F_FINAL | F_PROBE | F_REPLY | F_LOOKUP
 
 
 class ErrorCode(enum.IntEnum):

@@ -50,6 +50,7 @@ from .messages import (
     ErrorReport,
     F_ERROR,
     F_FINAL,
+    F_LOOKUP,
     F_PROBE,
     F_REPLY,
     F_TRACE,
@@ -102,6 +103,7 @@ class _Rpc:
     deadline: float
     key: int = 0
     finger_index: int = -1
+    msg_id: int = -1  # the probe carrying a routed lookup
 
 
 @dataclass(slots=True)
@@ -131,7 +133,7 @@ class RingNode:
 
     __slots__ = ("config", "space", "me", "table", "codec", "state", "_stats", "_rng", "_out",
                  "_events", "_acks", "_custody", "_done", "_rpcs", "_rpc_heap", "_next_req",
-                 "_next_msg", "_t_stabilize", "_t_fingers", "_t_check_pred", "_t_prune", "_pred_heard",
+                 "_next_msg", "_lookups", "_t_stabilize", "_t_fingers", "_t_check_pred", "_t_prune", "_pred_heard",
                  "_next_finger", "_bootstrap", "_join_attempts")
 
     def __init__(
@@ -167,6 +169,7 @@ class RingNode:
         self._rpc_heap: list[tuple[float, int]] | None = None
         self._next_req = 1
         self._next_msg = msg_id_base & ((1 << 64) - 1)
+        self._lookups: dict[int, int] | None = None  # msg_id of a lookup probe -> its req_id
         self._t_stabilize: float | None = None
         self._t_fingers: float | None = None
         self._t_check_pred: float | None = None
@@ -379,8 +382,10 @@ class RingNode:
         if self._responsible(env):
             self._deliver(key, held, now)
             return
-        if (upstream is not None and not env.flags & F_ERROR
+        if (upstream is not None and not env.flags & (F_ERROR | F_LOOKUP)
                 and len(self._custody) >= self.config.max_custody):
+            # (error reports and lookups are exempt: refusing the ring's own repair traffic
+            # under load would only make routing worse)
             self.stats.congested += 1
             self._fail(key, held, ErrorCode.CONGESTED, now)
             return
@@ -438,9 +443,11 @@ class RingNode:
         if env.flags & F_ERROR:
             if env.dest == self.me.id:
                 try:
-                    self._event(Undeliverable(self.codec.decode_error_report(env.payload)))
+                    report = self.codec.decode_error_report(env.payload)
                 except MalformedMessage:
                     self.stats.malformed += 1
+                else:
+                    self._undeliverable(report, now)
             else:
                 self.stats.orphan_errors += 1  # its origin is gone; nobody to tell
             return
@@ -448,6 +455,8 @@ class RingNode:
             if env.flags & F_REPLY:
                 if env.dest == self.me.id:
                     self._on_probe_reply(env)
+            elif env.flags & F_LOOKUP:
+                self._answer_lookup(env, now)
             else:
                 self._answer_probe(env, now)
             return
@@ -521,7 +530,7 @@ class RingNode:
             return
         report = ErrorReport(code, env.msg_id, env.dest, self.me.id)
         if env.origin == self.me.id:
-            self._event(Undeliverable(report))
+            self._undeliverable(report, now)
             return
         if self.state is not NodeState.ACTIVE and self.state is not NodeState.LEAVING:
             return
@@ -755,9 +764,51 @@ class RingNode:
             if final:
                 self._lookup_result(purpose, req, key, via, 0, now, finger_index)
                 return req
+            # Routed as a probe envelope: held in custody hop by hop and re-routed around
+            # dead nodes like any stanza, so a lookup survives failures on its path. The
+            # responsible node answers the asker directly.
+            msg_id = self._new_msg_id()
+            payload = self.codec.encode_lookup_request(req, self.me.addr)
+            self._add_rpc(req, _Rpc(purpose, None, now + self.config.lookup_timeout, key,
+                                    finger_index, msg_id))
+            if self._lookups is None:
+                self._lookups = {}
+            self._lookups[msg_id] = req
+            self._accept(Envelope(msg_id, self.me.id, key, self.config.default_ttl, 0,
+                                  F_PROBE | F_LOOKUP, payload), None, now)
+            return req
+        # Joining: not on the ring yet, so the bootstrap node routes a plain request for us.
         self._emit(via, FindSuccessor(req, key, self.me, 1, self.config.default_ttl))
         self._add_rpc(req, _Rpc(purpose, via, now + self.config.lookup_timeout, key, finger_index))
         return req
+
+    def _answer_lookup(self, env: Envelope, now: float) -> None:
+        try:
+            req, addr = self.codec.decode_lookup_request(env.payload)
+        except MalformedMessage:
+            self.stats.malformed += 1
+            return
+        found = FoundSuccessor(req, env.dest, self.me, env.hops)
+        if env.origin == self.me.id:
+            self._on_found_successor(self.me, found, now)
+        else:
+            self._emit(NodeRef(env.origin, addr), found)
+
+    def _forget_lookup(self, rpc: _Rpc) -> None:
+        if rpc.msg_id >= 0 and self._lookups is not None:
+            self._lookups.pop(rpc.msg_id, None)
+            if not self._lookups:
+                self._lookups = None
+
+    def _undeliverable(self, report: ErrorReport, now: float) -> None:
+        """An envelope of ours failed: a lookup's probe fails the lookup; others are news."""
+        req = self._lookups.get(report.msg_id) if self._lookups is not None else None
+        if req is None:
+            self._event(Undeliverable(report))
+            return
+        rpc = self._take_rpc(req)
+        if rpc is not None:
+            self._on_rpc_timeout(req, rpc, now)
 
     def _on_find_successor(self, sender: NodeRef, msg: FindSuccessor, now: float) -> None:
         if self.state is not NodeState.ACTIVE and self.state is not NodeState.LEAVING:
@@ -782,6 +833,7 @@ class RingNode:
         if rpc is None or rpc.key != msg.key or rpc.purpose not in _LOOKUPS:
             return
         self._take_rpc(msg.req_id)
+        self._forget_lookup(rpc)
         self._lookup_result(rpc.purpose, msg.req_id, msg.key, msg.successor, msg.hops, now,
                             rpc.finger_index)
 
@@ -853,6 +905,7 @@ class RingNode:
 
     def _on_rpc_timeout(self, req: int, rpc: _Rpc, now: float) -> None:
         p = rpc.purpose
+        self._forget_lookup(rpc)
         if p in _DIRECT:
             if rpc.peer is not None:
                 self._suspect(rpc.peer, f"{p.value} timeout", now)

@@ -341,6 +341,21 @@ class WireCodec:
         except Exception as exc:
             raise MalformedMessage(f"bad probe reply: {exc}") from None
 
+    def encode_lookup_request(self, req_id: int, addr: str) -> bytes:
+        return self._packer.pack([req_id, addr])
+
+    def decode_lookup_request(self, payload: bytes) -> tuple[int, str]:
+        try:
+            obj = msgpack.unpackb(payload, raw=False)
+        except Exception as exc:
+            raise MalformedMessage(f"bad lookup request: {exc.__class__.__name__}") from None
+        if not isinstance(obj, list) or len(obj) != 2:
+            raise MalformedMessage("lookup request must be [req_id, address]")
+        addr = obj[1]
+        if type(addr) is not str or len(addr) > self.max_addr:
+            raise MalformedMessage(f"lookup address must be a string of at most {self.max_addr}")
+        return self._int(obj[0], "req_id"), addr
+
     def decode_error_report(self, payload: bytes) -> ErrorReport:
         try:
             obj = msgpack.unpackb(payload, raw=False)

@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 
 from ring.config import RingConfig
-from ring.events import (Confirmed, Delivered, JoinFailed, LookupDone, PredecessorChanged,
+from ring.events import (Confirmed, Delivered, JoinFailed, LookupDone, LookupFailed,
+                         PredecessorChanged,
                          ProbeResult, Undeliverable)
 from ring.ids import name_key
 from ring.memcluster import InMemoryCluster
@@ -218,3 +219,21 @@ def test_an_origin_whose_envelope_came_round_a_loop_still_gets_its_confirmation(
     assert [e for e in origin.take_events() if isinstance(e, Confirmed)] == [Confirmed(msg_id, dest)]
     acks = [m for d, m in origin.take_outputs() if isinstance(m, Ack) and d == x.me]
     assert acks and acks[0].kind is AckKind.DELIVERED  # the loop's sender is released too
+
+
+def test_lookups_are_rerouted_around_nodes_that_died_on_their_path():
+    c = build_ring(96, successor_list_length=12)
+    nodes = c.active()
+    victims = {n.me.addr for n in nodes[1::4]}
+    asked = {}
+    for i, node in enumerate(n for n in nodes if n.me.addr not in victims):
+        key = name_key(c.space, f"survive-{i}")
+        asked[(node.me.addr, c.lookup(node.me.addr, key))] = key
+    for v in victims:  # before any of those lookups has moved a single hop
+        c.crash(v)
+    c.run_for(30)
+    assert not c.events_of(LookupFailed)
+    done = {(a, e.req_id): e for a, e in c.events_of(LookupDone)}
+    assert set(done) == set(asked)
+    for k, ev in done.items():
+        assert ev.successor == c.responsible(asked[k])
