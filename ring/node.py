@@ -163,8 +163,9 @@ class RingNode:
         # FAILED). Keyed by id: an int hashes in C, a NodeRef dataclass in Python.
         self._acks: dict[int, tuple[NodeRef, list[Key], list[Key], list[Key]]] | None = None
         self._custody = CustodyStore()
-        # Finished envelopes (outcome known) -> (forget at, delivered?), for duplicates.
-        self._done: dict[Key, tuple[float, bool]] | None = None
+        # Envelopes delivered here -> when to forget them: duplicates are answered, not
+        # delivered twice.
+        self._done: dict[Key, float] | None = None
         self._rpcs: dict[int, _Rpc] | None = None
         self._rpc_heap: list[tuple[float, int]] | None = None
         self._next_req = 1
@@ -367,10 +368,9 @@ class RingNode:
             if sender not in held.upstreams:
                 held.upstreams.append(sender)
             return
-        finished = self._done.get(key) if self._done is not None else None
-        if finished is not None:
-            self.stats.duplicates += 1
-            self._ack(AckKind.DELIVERED if finished[1] else AckKind.FAILED, sender, key)
+        if self._done is not None and key in self._done:
+            self.stats.duplicates += 1  # delivered here already
+            self._ack(AckKind.DELIVERED, sender, key)
             return
         if env.flags & F_TRACE and len(env.trace) < self.codec.max_trace:
             env = replace(env, trace=env.trace + (self.me.id,))
@@ -438,6 +438,14 @@ class RingNode:
 
     def _deliver(self, key: Key, held: Held, now: float) -> None:
         env = held.envelope
+        # Only the destination remembers: a duplicate arriving anywhere else is forwarded
+        # again and answered here. (Remembering at every hop cost a dict entry per hop.)
+        done = self._done
+        if done is None:
+            done = self._done = {}
+        done[key] = now + self.config.seen_ttl
+        if len(done) > self.config.seen_capacity:
+            del done[next(iter(done))]
         self._finish(key, held, now, delivered=True)
         self.stats.delivered += 1
         if env.flags & F_ERROR:
@@ -513,13 +521,7 @@ class RingNode:
         self._report(held.envelope, code, now)
 
     def _finish(self, key: Key, held: Held, now: float, *, delivered: bool) -> None:
-        """The outcome is known: remember it and tell everyone who handed us the envelope."""
-        done = self._done
-        if done is None:
-            done = self._done = {}
-        done[key] = (now + self.config.seen_ttl, delivered)
-        if len(done) > self.config.seen_capacity:
-            del done[next(iter(done))]
+        """The outcome is known: tell everyone who handed us the envelope."""
         kind = AckKind.DELIVERED if delivered else AckKind.FAILED
         for u in held.upstreams:
             self._ack(kind, u, key)
@@ -568,7 +570,7 @@ class RingNode:
         done = self._done
         while done:
             k = next(iter(done))
-            if done[k][0] > now:
+            if done[k] > now:
                 break
             del done[k]
         if not done:
