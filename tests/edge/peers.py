@@ -77,7 +77,13 @@ local function wrapped()
 		for domain, port in pairs(routes) do
 			if name == "_xmpp-server._tcp." .. domain then
 				if qtype == "SRV" then
-					handler({ { srv = { priority = 0, weight = 0, port = port, target = "127.0.0.1" } } });
+					-- One port, or a list tried in order (several edges serving one domain).
+					local ports = type(port) == "table" and port or { port };
+					local records = {};
+					for i, p in ipairs(ports) do
+						records[i] = { srv = { priority = i - 1, weight = 0, port = p, target = "127.0.0.1" } };
+					end
+					handler(records);
 				else
 					handler({});
 				end
@@ -109,7 +115,7 @@ class ProsodyPeer:
 
     domain: str
     workdir: Path
-    routes: dict[str, int] = field(default_factory=dict)  # remote domain -> loopback port
+    routes: dict[str, int | list[int]] = field(default_factory=dict)  # remote domain -> loopback port(s)
     users: dict[str, str] = field(default_factory=dict)  # localpart -> password
     require_encryption: bool = False
     certificate: tuple[Path, Path] | None = None  # (cert, key) enables TLS
@@ -136,7 +142,8 @@ class ProsodyPeer:
         modules = ["roster", "saslauth", "dialback", "disco", "ping", "loopback_s2s_routes", *self.extra_modules]
         if self.certificate:
             modules.append("tls")
-        routes = "; ".join(f'["{d}"] = {p}' for d, p in self.routes.items())
+        routes = "; ".join(f'["{d}"] = {{ {", ".join(map(str, p))} }}' if isinstance(p, list) else f'["{d}"] = {p}'
+                           for d, p in self.routes.items())
         ssl = ""
         if self.certificate:
             cert, key = self.certificate
@@ -309,6 +316,7 @@ def run_client(jid: str, password: str, port: int, script, timeout: float = 20.0
             arrived.set()
 
         client.add_event_handler("message", on_message)
+        client.add_event_handler("message_error", on_message)  # bounces count as received too
         client.add_event_handler("session_start", lambda _: session.set())
         client.add_event_handler("failed_auth", lambda _: session.set())
 
