@@ -28,11 +28,7 @@ class MemStanzaRing:
     def __init__(self, n: int, *, edges: int = 1, seed: int = 7, router_config: RouterConfig | None = None,
                  edge_indexes: list[int] | None = None) -> None:
         self.cluster = InMemoryCluster(RingConfig(expected_nodes=n), seed=seed)
-        for _ in range(n):
-            self.cluster.add_node()
-            self.cluster.run_for(0.05)
-        assert self.cluster.run_until(lambda: self.cluster.converged() and self.cluster.fingers_correct(),
-                                      timeout=300)
+        self.cluster.add_stable(n, maintenance=True)  # a converged ring that keeps itself so
         self.config = router_config or fast_router_config()
         self.space = self.cluster.space
         addrs = list(self.cluster.nodes)
