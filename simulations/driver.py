@@ -104,6 +104,7 @@ class Simulation:
         self._core_rng = random.Random(sub_seed(seed, "cores"))
         self.rng = random.Random(sub_seed(seed, "driver"))
         self._codec = WireCodec(self.space)
+        self.nodes_codec = self._codec  # the codec the cores share (observers read payloads)
         self.nodes: list[RingNode | None] = []
         self.refs: list[NodeRef] = []
         self.by_id: dict[int, int] = {}

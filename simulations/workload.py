@@ -230,7 +230,10 @@ class RequestTracker:
             i = self.sim.by_id.get(msg.origin)
             if i is None:
                 return
-            req = self.pending.get((i, msg.msg_id))
+            rid = msg.msg_id
+            if msg.flags & Flags.LOOKUP:  # a lookup travels as a probe naming its request
+                rid = self.sim.nodes_codec.decode_lookup_request(msg.payload)[0]
+            req = self.pending.get((i, rid))
         elif t is FindSuccessor:
             i = self.sim.by_id.get(msg.requester.id)
             if i is None:
