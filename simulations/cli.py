@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from ring.cli import dispatch
+
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario file (TOML)")
@@ -77,14 +79,4 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run a scenario file")
     add_run_arguments(r)
     r.set_defaults(func=run)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as exc:
-        print(f"simulations: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return dispatch(parser, argv, "simulations")
