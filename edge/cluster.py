@@ -29,7 +29,7 @@ from .stanza_node import StanzaNode
 def fast_router_config(domains: frozenset[str], **kw: object) -> RouterConfig:
     """Short registry intervals for small local rings (tests, demos): an edge that dies is
     dropped within a few seconds."""
-    base: dict[str, object] = dict(domains=domains, announce_interval=1.0, edge_ttl=3.5, cache_ttl=3.0,
+    base: dict[str, object] = dict(domains=domains, announce_interval=1.0, edge_ttl=3.5, cache_ttl=3.0, trace=True,
                                    query_timeout=1.0, query_retry=0.3, pending_timeout=10.0)
     base.update(kw)
     return RouterConfig(**base)  # type: ignore[arg-type]

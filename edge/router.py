@@ -74,7 +74,7 @@ class RouterConfig:
     max_inflight: int = 100_000  # sent envelopes remembered, to bounce them if undeliverable
     max_redirects: int = 3  # times an outbound stanza may be steered to another edge
     max_key_cache: int = 65_536
-    trace: bool = True  # stanza envelopes record the nodes they cross
+    trace: bool = False  # stanza envelopes record the nodes they cross (demos, debugging)
     registry_name: str = REGISTRY_NAME
     jitter: float = 0.2
     limits: PayloadLimits = field(default_factory=PayloadLimits)

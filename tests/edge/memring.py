@@ -18,7 +18,7 @@ RING = "ring.test"
 
 
 def fast_router_config(**kw) -> RouterConfig:
-    base = dict(domains=frozenset({RING}), announce_interval=1.0, edge_ttl=3.0, cache_ttl=2.0,
+    base = dict(domains=frozenset({RING}), announce_interval=1.0, edge_ttl=3.0, cache_ttl=2.0, trace=True,
                 query_timeout=0.5, query_retry=0.2, pending_timeout=5.0)
     base.update(kw)
     return RouterConfig(**base)
