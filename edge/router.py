@@ -49,6 +49,7 @@ from .payload import (
     StanzaPayload,
 )
 from .registry import EdgeDirectory, EdgeRegistry, serves
+from .s2s_events import StanzaReceived
 from .services import RingServices
 from .stanza import stanza_kind, view
 
@@ -267,13 +268,17 @@ class StanzaRouter:
 
     # == inputs ==============================================================================
 
-    def from_s2s(self, element: etree._Element, now: float, raw: bytes | None = None) -> None:
+    def from_s2s(self, stanza: StanzaReceived | etree._Element, now: float) -> None:
         """A stanza an s2s stream of this edge accepted (addresses already checked).
-        ``raw``: its bytes as received, if they need no declaration but jabber:server's."""
+
+        The hot path: a :class:`StanzaReceived` whose bytes need no declaration but
+        jabber:server's goes into the ring as received, its tree never built."""
         self.stats.from_s2s += 1
-        to = element.get("to")
+        to = stanza.get("to")
+        raw = stanza.raw if type(stanza) is StanzaReceived else None
         dest = self._keys.get(to)
         if dest is None:
+            element = stanza.element if type(stanza) is StanzaReceived else stanza
             try:
                 rcpt = parse_jid(to)
             except JIDError:
@@ -284,7 +289,7 @@ class StanzaRouter:
                 return
             dest = self._key_of(to, rcpt)
         if raw is None or b"<!" in raw:  # CDATA sections are rewritten as text
-            raw = serialize(element)
+            raw = serialize(stanza.element if type(stanza) is StanzaReceived else stanza)
         self._out.append(RingSend(dest, self.codec.encode_stanza(raw, self.node_id), self._flags, raw))
 
     def submit(self, element: etree._Element, now: float) -> None:

@@ -13,7 +13,7 @@ from lxml import etree
 
 from .jid import JID
 from .rate_limit import RateLimits
-from .xmlstream import ParserLimits
+from .xmlstream import ParserLimits, RawStanza
 
 
 class AuthMethod(enum.Enum):
@@ -130,16 +130,44 @@ class VerifyAnswered:
     valid: bool
 
 
-@dataclass(frozen=True, slots=True)
 class StanzaReceived:
-    """A stanza from an authenticated domain to a served one; addresses are prepared."""
+    """A stanza from an authenticated domain to a served one; addresses are prepared.
 
-    element: etree._Element = field(compare=False)
-    sender: JID
-    recipient: JID
-    # The stanza's bytes as received, when they need no namespace declaration but the
-    # stream's default (jabber:server): what the edge forwards into the ring unchanged.
-    raw: bytes | None = field(default=None, compare=False, repr=False)
+    ``element`` is built on first use: a stanza the edge only forwards travels as ``raw``,
+    its bytes as received (they need no namespace declaration but the stream's default,
+    jabber:server), and :meth:`get` reads its root's attributes without building it.
+    """
+
+    __slots__ = ("_stanza", "sender", "recipient", "_raw")
+
+    def __init__(self, element: etree._Element | RawStanza, sender: JID, recipient: JID,
+                 raw: bytes | None = None) -> None:
+        self._stanza = element
+        self.sender = sender
+        self.recipient = recipient
+        self._raw = raw if raw is not None else element.raw if type(element) is RawStanza else None
+
+    @property
+    def element(self) -> etree._Element:
+        stanza = self._stanza
+        return stanza.element if type(stanza) is RawStanza else stanza
+
+    @property
+    def raw(self) -> bytes | None:
+        return self._raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._stanza.get(name, default)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not StanzaReceived:
+            return NotImplemented
+        return (self.sender, self.recipient) == (other.sender, other.recipient)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"StanzaReceived(sender={self.sender!s}, recipient={self.recipient!s})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,10 +54,13 @@ from .s2s_stream import (
     header_bytes,
 )
 from .errors import NS_STREAMS
-from .xmlstream import StreamHeader
+from .xmlstream import RawStanza, StreamHeader
 
 
 class InboundState(enum.Enum):
+    # Hashed by identity, in C: the machines look these up for every stanza.
+    __hash__ = object.__hash__
+
     EXPECT_HEADER = "expect-header"  # before the peer's header (initially and after restarts)
     OPEN = "open"  # our header and features sent
     TLS_HANDSHAKE = "tls-handshake"  # <proceed/> sent; the driver runs the TLS handshake
@@ -288,7 +291,7 @@ class InboundStream(S2SStreamBase):
         self._events.append(VerifyAnswered(receiving, authoritative, stream_id, valid))
         return S.OPEN
 
-    def _on_stanza(self, element: etree._Element, now: float) -> InboundState:
+    def _on_stanza(self, element: etree._Element | RawStanza, now: float) -> InboundState:
         if self.config.require_tls and not self.secure:
             raise StreamError(StreamCondition.POLICY_VIOLATION, "encryption required")
         if not self.authenticated:
@@ -305,14 +308,16 @@ class InboundStream(S2SStreamBase):
         except JIDError:
             if (sender.domain, self.local_domain) not in self.authenticated:
                 raise StreamError(StreamCondition.INVALID_FROM, f"{sender.domain} is not authenticated here") from None
-            reply = stanza_error_reply(element, StanzaCondition.JID_MALFORMED)
-            self._events.append(StanzaRejected(element, reply, StanzaCondition.JID_MALFORMED.tag))
+            built = element.element if type(element) is RawStanza else element
+            reply = stanza_error_reply(built, StanzaCondition.JID_MALFORMED)
+            self._events.append(StanzaRejected(built, reply, StanzaCondition.JID_MALFORMED.tag))
             return S.OPEN
         if not self.config.serves(recipient.domain):
             raise StreamError(StreamCondition.HOST_UNKNOWN, f"{recipient.domain} is not served here")
         if (sender.domain, recipient.domain) not in self.authenticated:
             raise StreamError(StreamCondition.INVALID_FROM, f"{sender.domain} is not authenticated for {recipient.domain}")
-        raw = self._parser.raw.get(id(element))  # the header's default namespace is jabber:server
+        # Unbuilt stanzas carry their bytes; built ones (they needed a header prefix) may too.
+        raw = None if type(element) is RawStanza else self._parser.raw.get(id(element))
         self._events.append(StanzaReceived(element, sender, recipient, raw))
         return S.OPEN
 

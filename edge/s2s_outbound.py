@@ -51,6 +51,9 @@ from .xmlstream import StreamHeader
 
 
 class OutboundState(enum.Enum):
+    # Hashed by identity, in C: the machines look these up for every stanza.
+    __hash__ = object.__hash__
+
     IDLE = "idle"  # constructed; call start() once the transport is connected
     EXPECT_HEADER = "expect-header"
     EXPECT_FEATURES = "expect-features"

@@ -246,7 +246,14 @@ class S2SNode:
 
     async def _handle_events(self, conn: _Conn) -> None:
         machine = conn.machine
+        if isinstance(machine, InboundStream) and machine.stream_id and machine.stream_id not in self._inbound:
+            self._inbound[machine.stream_id] = conn
+        on_stanza = self.on_stanza
         for event in machine.next_events():
+            if type(event) is StanzaReceived:  # the common case, first and cheap
+                self.stats.stanzas_in += 1
+                on_stanza(event)
+                continue
             match event:
                 case StartTLS(server_side=server_side):
                     await self._flush(conn)

@@ -39,6 +39,9 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 class Input(enum.Enum):
     """What a received top-level item is, as far as the state machines care."""
 
+    # Hashed by identity, in C: the machines look these up for every stanza.
+    __hash__ = object.__hash__
+
     HEADER = "header"
     FEATURES = "features"
     STARTTLS = "starttls"
@@ -72,6 +75,10 @@ _CLASSIFY = {
     f"{{{NS_SERVER}}}presence": Input.STANZA,
     f"{{{NS_SERVER}}}iq": Input.STANZA,
 }
+
+
+# Stanzas reach the machines unbuilt (addresses and bytes only): see xmlstream.RawStanza.
+LAZY_STANZAS = frozenset({f"{{{NS_SERVER}}}message", f"{{{NS_SERVER}}}presence", f"{{{NS_SERVER}}}iq"})
 
 
 def classify(item: object) -> Input:
@@ -111,7 +118,7 @@ class S2SStreamBase:
     def __init__(self, config: S2SConfig, now: float, id_factory: Callable[[], str]) -> None:
         self.config = config
         self._id_factory = id_factory
-        self._parser = XMLStreamParser(config.limits)
+        self._parser = XMLStreamParser(config.limits, lazy=LAZY_STANZAS)
         self._rate = ByteRateLimiter(config.rate, now)  # across restarts: one budget per connection
         self._out = bytearray()
         self._events: list[Event] = []
@@ -218,7 +225,7 @@ class S2SStreamBase:
         self._write(etree.tostring(element, encoding="utf-8"))
 
     def _restart_parser(self) -> None:
-        self._parser = XMLStreamParser(self.config.limits)
+        self._parser = XMLStreamParser(self.config.limits, lazy=LAZY_STANZAS)
 
     def _send_close(self, error: str | None) -> None:
         if self._sent_close:

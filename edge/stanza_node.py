@@ -179,7 +179,7 @@ class StanzaNode:
     def _on_s2s_stanza(self, event: StanzaReceived | StanzaRejected) -> None:
         now = trio.current_time()
         if type(event) is StanzaReceived:
-            self.router.from_s2s(event.element, now, event.raw)
+            self.router.from_s2s(event, now)
         elif event.reply is not None:
             try:
                 self.router.submit(event.reply, now)

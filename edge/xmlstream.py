@@ -100,7 +100,35 @@ class StreamEnd:
     """The peer closed its stream (``</stream:stream>``)."""
 
 
-Item = StreamHeader | StreamEnd | etree._Element
+class RawStanza:
+    """A top-level element not built yet: its Clark tag, its root's attributes (as expat
+    names them: plain names for unprefixed ones) and its bytes, which need no namespace
+    declaration but the stream's default. :attr:`element` builds it, once, when someone needs
+    more than its addresses: an edge that only forwards a stanza never pays for the tree."""
+
+    __slots__ = ("tag", "attrib", "raw", "_head", "_element")
+
+    def __init__(self, tag: str, attrib: dict[str, str], raw: bytes, head: bytes) -> None:
+        self.tag = tag
+        self.attrib = attrib
+        self.raw = raw
+        self._head = head
+        self._element: etree._Element | None = None
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.attrib.get(name, default)
+
+    @property
+    def element(self) -> etree._Element:
+        if self._element is None:
+            self._element = etree.fromstring(self._head + self.raw + b"</w>", _FRAGMENT_PARSER)[0]
+        return self._element
+
+    def __repr__(self) -> str:
+        return f"<RawStanza {self.tag} {len(self.raw)} bytes>"
+
+
+Item = StreamHeader | StreamEnd | etree._Element | RawStanza
 
 
 def _clark(name: str) -> tuple[str, str | None]:
@@ -120,8 +148,11 @@ class XMLStreamParser:
     :class:`StreamError` or :class:`StreamEnd` the parser accepts nothing more.
     """
 
-    def __init__(self, limits: ParserLimits | None = None) -> None:
+    def __init__(self, limits: ParserLimits | None = None, *, lazy: frozenset[str] = frozenset()) -> None:
+        """``lazy``: Clark tags of top-level elements to hand out as :class:`RawStanza`
+        (when their bytes need only the stream's default namespace)."""
         self.limits = limits or ParserLimits()
+        self.lazy = lazy
         self._p = expat.ParserCreate("UTF-8", " ")
         self._p.namespace_prefixes = True
         self._p.buffer_text = True
@@ -153,6 +184,9 @@ class XMLStreamParser:
         self._carry = b""  # bytes of the unfinished item, kept for the next feed
         self._item_start = 0  # stream offset where the open top-level element began
         self._item_qname = b""  # its name as written (prefix:local), to find its end tag
+        self._item_tag = ""  # its Clark name, when it may be handed out unbuilt (lazy)
+        self._item_attrs: dict[str, str] = {}
+        self._names: dict[str, tuple[str, bytes]] = {}  # expat name -> (Clark name, qname)
         self._resume = 0  # stream offset after the last complete item: the next begins later
         self._text_chars = 0
         self._elements = 0
@@ -314,9 +348,18 @@ class XMLStreamParser:
                     raise StreamError(StreamCondition.POLICY_VIOLATION, "attribute value too large")
         if depth == 2:
             self._item_start = self._p.CurrentByteIndex
-            parts = name.split(" ")
-            qname = f"{parts[2]}:{parts[1]}" if len(parts) == 3 else parts[-1]
-            self._item_qname = qname.encode("utf-8")
+            known = self._names.get(name)
+            if known is None:
+                parts = name.split(" ")
+                qname = f"{parts[2]}:{parts[1]}" if len(parts) == 3 else parts[-1]
+                known = (_clark(name)[0], qname.encode("utf-8"))
+                if len(self._names) < 256:
+                    self._names[name] = known
+            tag, self._item_qname = known
+            if tag in self.lazy:
+                self._item_tag, self._item_attrs = tag, attrs
+            else:
+                self._item_tag = ""
 
     def _header(self, tag: str, attrs: dict[str, str], declared: dict[str | None, str]) -> None:
         if tag != f"{{{NS_STREAMS}}}stream":
@@ -346,7 +389,7 @@ class XMLStreamParser:
             self._elements = 0
             self._boundary = max(self._boundary, at)
 
-    def _complete(self, at: int) -> etree._Element:
+    def _complete(self, at: int) -> etree._Element | RawStanza:
         """Build the top-level element that just closed from its bytes.
 
         expat's offset for an end event is where the end tag begins, or, for an element
@@ -361,10 +404,12 @@ class XMLStreamParser:
         self._resume = base + end
         raw = win[start:end]
         head = self._wrap_default
-        if self._wrap_prefixes:
+        if self._wrap_prefixes and b":" in raw:  # no colon: no prefix is used
             extra = [decl for prefix, decl in self._wrap_prefixes if prefix in raw]
             if extra:
                 head = head[:-1] + b"".join(extra) + b">"
+        if self._item_tag and head is self._wrap_default:
+            return RawStanza(self._item_tag, self._item_attrs, raw, head)
         try:
             el = etree.fromstring(head + raw + b"</w>", _FRAGMENT_PARSER)[0]
         except (etree.XMLSyntaxError, IndexError):
