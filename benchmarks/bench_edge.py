@@ -1,6 +1,6 @@
 """Edge node: stanzas/s accepted over s2s and delivered into a live ring, beside Prosody.
 
-    python -m benchmarks.bench_edge [--stanzas 100000] [--nodes 4] [--profile edge]
+    python -m benchmarks.bench_edge [--stanzas 100000] [--rounds 3] [--plain-ring] [--profile edge]
 
 One s2s sender, the same for both targets: a process running ringmesh's own outbound s2s
 stream machine, authenticated with XEP-0220 dialback (the target calls the sender's
@@ -8,19 +8,24 @@ authoritative listener back to verify the key), which then writes pre-serialised
 fast as the socket takes them. The stanzas are headline messages with a 100-character body
 (RFC 6121 §5.2.2: no reply is expected, so none travels back). In one run it feeds:
 
-1. an edge node of a live ring of ``--nodes`` nodes, each node its own process, mutual TLS
-   between them; the stanzas are addressed to 4096 different JIDs of the ring's domain, so
-   their keys spread over every node. A stanza counts once it reaches the node where its
-   recipient lives and that node's router has unwrapped and parsed it (summed over nodes);
-2. a private Prosody 0.12 as receiving server (logging at ``warn``): the stanzas are
-   addressed to a user connected over c2s, and count when they reach that client (a raw
-   socket counting ``</message>``).
+1. an edge node of a live ring of ``--nodes`` nodes (default 4), each node its own process,
+   mutual TLS between them. The stanzas go to 4096 JIDs of the ring's domain chosen so that
+   their keys fall on the *other* nodes in equal shares: every stanza crosses the ring. A
+   stanza counts once it reaches the node where its recipient lives and that node's router
+   has unwrapped and parsed it (summed over the nodes). Then the same envelopes are
+   originated at the edge without s2s, which shows the ring's own share of the edge's cost;
+2. a private Prosody 0.12 as receiving server (logging at ``warn``): the stanzas go to a user
+   connected over c2s, and count when they reach that client (a raw socket counting
+   ``</message>``).
 
-Both run plain s2s with dialback. Rate = N / (time from the sender's first stanza byte to the
-N-th delivery); a warm-up of 2,000 stanzas opens every link first. Printed: both rates, their
-ratio (goal: the edge at least twice Prosody's rate), and each process's CPU share, which
-shows where the time goes on a machine with fewer cores than processes. ``--profile edge``
-profiles the edge process during the measured phase and prints its hottest functions.
+Both run plain s2s with dialback, the edge's per-stream byte rate limit off (Prosody's
+mod_limits is off too). Rate = N / (time from the sender's first stanza byte to the N-th
+delivery), after a warm-up of 2,000 stanzas; medians of ``--rounds`` rounds are compared.
+Printed: both delivered rates and their ratio (goal: the edge at least twice Prosody's rate),
+and each one's CPU per stanza (the edge process's own, split into ring and s2s shares) with
+that ratio too: on a machine with fewer cores than processes, shared with other work, the
+delivered rate of a five-process setup measures the scheduler as much as the code, while the
+CPU per stanza does not. ``--profile edge`` profiles the edge process while it measures.
 """
 
 from __future__ import annotations
