@@ -73,6 +73,7 @@ class RouterConfig:
     pending_timeout: float = 15.0  # an outbound stanza waits this long for an edge
     max_pending: int = 10_000  # outbound stanzas waiting for an edge list
     max_inflight: int = 100_000  # sent envelopes remembered, to bounce them if undeliverable
+    inflight_ttl: float = 120.0  # ... for this long: a confirmation lost with a dying node is forgotten
     max_redirects: int = 3  # times an outbound stanza may be steered to another edge
     max_key_cache: int = 65_536
     trace: bool = False  # stanza envelopes record the nodes they cross (demos, debugging)
@@ -243,7 +244,7 @@ class StanzaRouter:
         self._out: list[Output] = []
         self._events: list[RouterEvent] = []
         self._keys: dict[str, int] = {}
-        self._inflight: dict[int, bytes] = {}  # msg_id -> stanza, for bounces
+        self._inflight: dict[int, tuple[bytes, float]] = {}  # msg_id -> (stanza, sent at), for bounces
         self._pending: deque[_Pending] = deque()
         self._announce_at: float | None = None
         self._query_deadline: float | None = None  # a query is outstanding until then
@@ -334,12 +335,12 @@ class StanzaRouter:
         elif t is EdgeList:
             self._on_edge_list(payload, now)
 
-    def track(self, msg_id: int, send: RingSend) -> None:
+    def track(self, msg_id: int, send: RingSend, now: float) -> None:
         """The driver sent ``send`` as envelope ``msg_id`` (only sends with a stanza)."""
         if send.stanza is None:
             return
         inflight = self._inflight
-        inflight[msg_id] = send.stanza
+        inflight[msg_id] = (send.stanza, now)
         if len(inflight) > self.config.max_inflight:
             del inflight[next(iter(inflight))]  # the oldest: it will not be bounced
 
@@ -347,9 +348,10 @@ class StanzaRouter:
         self._inflight.pop(msg_id, None)
 
     def on_undeliverable(self, report: ErrorReport, now: float) -> None:
-        raw = self._inflight.pop(report.msg_id, None)
-        if raw is None:
+        entry = self._inflight.pop(report.msg_id, None)
+        if entry is None:
             return
+        raw = entry[0]
         try:
             element = parse_stanza(raw)
         except ValueError:
@@ -368,6 +370,8 @@ class StanzaRouter:
         times = [t for t in (self._announce_at, self._query_deadline, self._retry_at) if t is not None]
         if self._pending:
             times.append(self._pending[0].deadline)
+        if self._inflight:
+            times.append(next(iter(self._inflight.values()))[1] + self.config.inflight_ttl)
         return min(times, default=None)
 
     def handle_timer(self, now: float) -> None:
@@ -381,6 +385,12 @@ class StanzaRouter:
             self._retry_at = None
             if self._pending and self._query_deadline is None:
                 self._query(now)
+        inflight, horizon = self._inflight, now - self.config.inflight_ttl
+        while inflight:
+            oldest = next(iter(inflight))
+            if inflight[oldest][1] > horizon:
+                break
+            del inflight[oldest]  # its confirmation was lost with a node that died
         while self._pending and self._pending[0].deadline <= now:
             p = self._pending.popleft()
             self._bounce(p.element, StanzaCondition.REMOTE_SERVER_TIMEOUT, "no live edge for its domain", now)

@@ -257,9 +257,10 @@ class StanzaNode:
                     continue
                 finally:
                     early, self._early = self._early, None
+                now = trio.current_time()
                 for mid, o in zip(ids, group):
                     if o.stanza is not None and mid not in early:
-                        router.track(mid, o)
+                        router.track(mid, o, now)
         self._drained.set()
         self._drained = trio.Event()
 

@@ -82,7 +82,7 @@ class MemStanzaRing:
                     moved = True
                     if isinstance(out, RingSend):
                         mid = cl.send(addr, out.dest, out.payload, flags=out.flags)
-                        r.track(mid, out)
+                        r.track(mid, out, cl.now)
                     elif isinstance(out, S2SSend):
                         self.outbox[addr].append(out.element)
             if cl.pump():

@@ -222,12 +222,18 @@ def test_an_undeliverable_envelope_bounces_to_the_remote_sender():
     r.from_s2s(message("alice@peer.test/r", f"juliet@{RING}", "u1"), 0.0)
     [send] = r.take_outputs()
     assert isinstance(send, RingSend) and send.stanza is not None
-    r.track(77, send)
+    r.track(77, send, 0.0)
     r.on_undeliverable(ErrorReport(ErrorCode.RETRIES_EXHAUSTED, 77, send.dest, me), 1.0)
     [out] = r.take_outputs()
     assert out.element.get("type") == "error" and out.element.get("to") == "alice@peer.test/r"
     assert out.element.find(".//{*}recipient-unavailable") is not None
     r.on_confirmed(77)  # a late confirmation for a forgotten id is harmless
+    assert r.in_flight == 0
+    r.track(78, send, 2.0)  # a confirmation that never comes is forgotten after inflight_ttl
+    assert r.in_flight == 1 and r.get_timer() <= 2.0 + r.config.inflight_ttl
+    r.handle_timer(1.0 + r.config.inflight_ttl)
+    assert r.in_flight == 1
+    r.handle_timer(2.0 + r.config.inflight_ttl)
     assert r.in_flight == 0
 
 

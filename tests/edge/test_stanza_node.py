@@ -111,7 +111,7 @@ async def test_a_flood_from_a_peer_is_paced_by_the_ring_and_all_of_it_arrives():
             for i in range(600):
                 el = make_stanza("message", f"alice@{PEER}/r", f"user{i % 50}@{RING}", "headline", f"f{i}")
                 await peer.send(el)
-            await wait_until(lambda: len(arrived) >= 600, 30)
+            await wait_until(lambda: len(arrived) >= 600, 60)
             assert sorted(int(ev.element.get("id")[1:]) for ev in arrived) == list(range(600))
             nursery.cancel_scope.cancel()
     finally:
