@@ -40,16 +40,15 @@ class CustodyStore:
     scans the store, which is rare, and an index would cost a set operation per envelope.
     """
 
-    __slots__ = ("_sent", "_received")
+    __slots__ = ("_sent", "_received", "count")
 
     def __init__(self) -> None:
         self._sent: dict[Key, Held] | None = None
         self._received: dict[Key, Held] | None = None
+        self.count = 0  # envelopes held (a plain attribute: read for every envelope)
 
     def __len__(self) -> int:
-        if self._sent is None:
-            return 0
-        return len(self._sent) + len(self._received)  # type: ignore[arg-type]
+        return self.count
 
     def get(self, key: Key) -> Held | None:
         sent = self._sent
@@ -59,14 +58,16 @@ class CustodyStore:
         return h if h is not None else self._received.get(key)  # type: ignore[union-attr]
 
     def put_sent(self, key: Key, held: Held, hop: NodeRef, deadline: float) -> None:
-        if self._sent is None:
-            self._sent, self._received = {}, {}
-        else:
-            self._received.pop(key, None)  # type: ignore[union-attr]
-            self._sent.pop(key, None)
+        sent = self._sent
+        if sent is None:
+            sent = self._sent = {}
+            self._received = {}
+            self.count += 1
+        elif sent.pop(key, None) is None and self._received.pop(key, None) is None:  # type: ignore[union-attr]
+            self.count += 1  # new here (a re-sent envelope keeps its place in the count)
         held.hop = hop
         held.deadline = deadline
-        self._sent[key] = held
+        sent[key] = held
 
     def mark_received(self, key: Key, sender_id: int, deadline: float) -> None:
         sent = self._sent
@@ -91,8 +92,10 @@ class CustodyStore:
         held = sent.pop(key, None)
         if held is None:
             held = self._received.pop(key, None)  # type: ignore[union-attr]
-        if held is not None and not sent and not self._received:
-            self._sent = self._received = None
+        if held is not None:
+            self.count -= 1
+            if not sent and not self._received:
+                self._sent = self._received = None
         return held
 
     def held_by(self, hop_id: int) -> list[Key]:

@@ -383,7 +383,7 @@ class RingNode:
             self._deliver(key, held, now)
             return
         if (upstream is not None and not env.flags & (F_ERROR | F_LOOKUP)
-                and len(self._custody) >= self.config.max_custody):
+                and self._custody.count >= self.config.max_custody):
             # (error reports and lookups are exempt: refusing the ring's own repair traffic
             # under load would only make routing worse)
             self.stats.congested += 1
