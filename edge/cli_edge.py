@@ -176,9 +176,9 @@ async def _cluster_up_xmpp(args: argparse.Namespace) -> int:
                     role = f"s2s 127.0.0.1:{sn.s2s_port}" if sn.is_edge else ""
                     print(f"  {sn.name:<7} {sp.short(sn.live.node_id):<9} {sn.live.addr:<22} "
                           f"admin {sn.live.admin_addr:<22} {role}")
-                with trio.move_on_after(30):
-                    await cluster.wait_converged(30)
-                    await cluster.wait_edges_known(10)
+                await cluster.wait_ready(30)
+                with trio.move_on_after(5):  # shortest routes once fingers are fixed
+                    await cluster.wait_converged(5)
                 print(f"ready {trio.current_time() - t0:.2f}s after start; edge registry at key "
                       f"{sp.short(cluster.stanza_nodes[0].router.registry_key)}")
                 origin = cluster.stanza_nodes[-1]

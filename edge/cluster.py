@@ -95,6 +95,39 @@ class EdgeCluster(LocalCluster):
     def add_peer(self, domain: str, host: str, port: int) -> None:
         self.resolver.overrides[domain] = Target(host, port)
 
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Edges stop federating and announcing, then every node leaves the ring."""
+        now = trio.current_time()
+        for sn in self.stanza_nodes:
+            sn.router.stop(now)
+        await super().shutdown(timeout)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Until the ring routes (successor lists and predecessors right; routing never needs
+        the fingers complete, only to take fewer hops) and the registry knows every edge."""
+        with trio.fail_after(timeout):
+            await self.wait_converged(timeout, fingers=False)
+            await self.wait_edges_known(timeout)
+
+    def tables(self) -> tuple:
+        """Every node's routing state, to tell when it has stopped changing."""
+        out = []
+        for core in self.cores():
+            t = core.table
+            out.append((core.me.id, tuple(r.id for r in t.successors), t.predecessor.id if t.predecessor else None,
+                        tuple(sorted((i, f.id) for i, f in t.fingers.items()))))
+        return tuple(sorted(out))
+
+    async def wait_stable(self, quiet: float, timeout: float) -> None:
+        """Until no routing table has changed for ``quiet`` seconds (paths are then repeatable)."""
+        with trio.fail_after(timeout):
+            last, since = self.tables(), trio.current_time()
+            while trio.current_time() - since < quiet:
+                await trio.sleep(0.05)
+                now = self.tables()
+                if now != last:
+                    last, since = now, trio.current_time()
+
     async def wait_edges_known(self, timeout: float) -> None:
         """Until the registry holds every live edge (one announcement round has landed)."""
         want = {sn.live.node_id for sn in self.edges if sn.live.core is not None}

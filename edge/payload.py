@@ -114,6 +114,8 @@ class PayloadCodec:
         self.limits = limits or PayloadLimits()
         self._idb = space.id_bytes
         self._packer = msgpack.Packer(use_bin_type=True)
+        self._last_edge: int | None = None  # an edge encodes its own id into every payload
+        self._last_meta: dict[str, bytes] = {}
 
     # -- encoding -------------------------------------------------------------------------
 
@@ -138,7 +140,13 @@ class PayloadCodec:
 
     def encode_stanza(self, stanza: bytes, edge: int | None = None) -> bytes:
         """The hot path (one call per inbound stanza)."""
-        meta = {"e": edge.to_bytes(self._idb, "big")} if edge is not None else {}
+        if edge is None:
+            meta = {}
+        elif edge == self._last_edge:
+            meta = self._last_meta
+        else:
+            meta = {"e": edge.to_bytes(self._idb, "big")}
+            self._last_edge, self._last_meta = edge, meta
         return self._packer.pack([PAYLOAD_VERSION, 1, stanza, meta])
 
     def encode_outbound(self, stanza: bytes, redirects: int = 0, avoid: tuple[int, ...] = ()) -> bytes:

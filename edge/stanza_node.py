@@ -93,7 +93,7 @@ class StanzaNode:
 
     def _chain(self, live: LiveNode) -> None:
         prev_deliver, prev_event = live.on_deliver, live.on_event
-        router, low = self.router, self.max_in_flight // 2
+        router = self.router
 
         def on_deliver(env: Envelope) -> None:
             self.router.on_delivered(env, trio.current_time())
@@ -107,7 +107,7 @@ class StanzaNode:
                 router.on_confirmed(ev.msg_id)
                 if self._early is not None:
                     self._early.add(ev.msg_id)
-                if router.in_flight < low:
+                if router.in_flight < self.max_in_flight // 2:
                     self._window.set()
             elif t is Undeliverable:
                 router.on_undeliverable(ev.report, trio.current_time())
@@ -252,8 +252,9 @@ class StanzaNode:
                 try:
                     ids = await self.live.send_batch([(o.dest, o.payload) for o in group], flags=flags)
                 except (RuntimeError, ValueError) as exc:  # leaving, or a payload the ring refuses
-                    log_event(log, WARNING, "ring_send_failed", node=self._short(), count=len(group),
-                              error=str(exc))
+                    leaving = isinstance(exc, RuntimeError)
+                    log_event(log, DEBUG if leaving else WARNING, "ring_send_failed", node=self._short(),
+                              count=len(group), error=str(exc))
                     continue
                 finally:
                     early, self._early = self._early, None

@@ -77,8 +77,7 @@ async def run_ring_story(tmp_path: Path, make_peer, script, *, mode: str, user: 
     try:
         async with trio.open_nursery() as nursery:
             await cluster.start(nursery)
-            await cluster.wait_converged(30)
-            await cluster.wait_edges_known(15)
+            await cluster.wait_ready(30)
             # The ring side writes first once the user's first message has arrived: from the
             # node farthest (in ring order) from the edge, so it must find an edge itself.
             edge_ids = {sn.live.node_id for sn in cluster.edges}
@@ -243,6 +242,7 @@ async def test_a_stanza_crossing_three_hops_arrives_intact(tmp_path):
     async def prepare(run: RingRun) -> None:
         cluster, sp = run.cluster, run.cluster.config.space
         edge = cluster.edges[0]
+        await cluster.wait_stable(1.0, 30)  # the path probed now is the path taken next
         for i in range(400):
             jid = f"far{i}@{RING}"
             res = await edge.live.probe(jid_key(sp, jid), timeout=5)

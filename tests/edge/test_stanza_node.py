@@ -46,8 +46,7 @@ async def test_a_federated_peer_talks_to_the_ring_and_the_ring_writes_back():
             peer.resolver.overrides[RING] = Target("127.0.0.1", edge.s2s_port)
             for sn in cluster.stanza_nodes:
                 sn.observers.append(events.append)
-            await cluster.wait_converged(20)
-            await cluster.wait_edges_known(10)
+            await cluster.wait_ready(20)
 
             await peer.send(message(f"alice@{PEER}/r", f"echo@{RING}", "e1", "ping pong"))
             await wait_until(lambda: "e1" in got)
@@ -82,8 +81,7 @@ async def test_stanzas_to_an_unreachable_server_bounce_to_the_ring_entity():
             cluster.add_peer("gone.test", "127.0.0.1", 9)  # nothing listens there
             for sn in cluster.stanza_nodes:
                 sn.observers.append(events.append)
-            await cluster.wait_converged(20)
-            await cluster.wait_edges_known(10)
+            await cluster.wait_ready(20)
             cluster.stanza_nodes[1].submit(message(f"echo@{RING}", "x@gone.test", "g1"))
             await wait_until(lambda: any(getattr(ev, "condition", "") == "remote-server-not-found"
                                          for ev in events), 15)
@@ -107,7 +105,7 @@ async def test_a_flood_from_a_peer_is_paced_by_the_ring_and_all_of_it_arrives():
             port = await nursery.start(peer.run)
             cluster.add_peer(PEER, "127.0.0.1", port)
             peer.resolver.overrides[RING] = Target("127.0.0.1", cluster.edges[0].s2s_port)
-            await cluster.wait_converged(20)
+            await cluster.wait_ready(20)
             for i in range(600):
                 el = make_stanza("message", f"alice@{PEER}/r", f"user{i % 50}@{RING}", "headline", f"f{i}")
                 await peer.send(el)
