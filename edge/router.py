@@ -96,7 +96,7 @@ class RouterConfig:
 
 # == outputs and events ========================================================================
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per stanza, and frozen __init__ costs
 class RingSend:
     """Originate an envelope to ``dest``. ``stanza``: the stanza it carries, if a bounce is
     owed to its sender should the ring fail to deliver it (report the msg id with ``track``)."""
@@ -107,7 +107,7 @@ class RingSend:
     stanza: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class S2SSend:
     """Send a stanza over s2s (this node is an edge for its ``from`` domain)."""
 
@@ -275,8 +275,10 @@ class StanzaRouter:
         The hot path: a :class:`StanzaReceived` whose bytes need no declaration but
         jabber:server's goes into the ring as received, its tree never built."""
         self.stats.from_s2s += 1
-        to = stanza.get("to")
-        raw = stanza.raw if type(stanza) is StanzaReceived else None
+        if type(stanza) is StanzaReceived:
+            to, raw = stanza.to, stanza.raw
+        else:
+            to, raw = stanza.get("to"), None
         dest = self._keys.get(to)
         if dest is None:
             element = stanza.element if type(stanza) is StanzaReceived else stanza

@@ -138,23 +138,20 @@ class StanzaReceived:
     jabber:server), and :meth:`get` reads its root's attributes without building it.
     """
 
-    __slots__ = ("_stanza", "sender", "recipient", "_raw")
+    __slots__ = ("_stanza", "sender", "recipient", "raw", "to")
 
     def __init__(self, element: etree._Element | RawStanza, sender: JID, recipient: JID,
                  raw: bytes | None = None) -> None:
         self._stanza = element
         self.sender = sender
         self.recipient = recipient
-        self._raw = raw if raw is not None else element.raw if type(element) is RawStanza else None
+        self.raw = raw if raw is not None else element.raw if type(element) is RawStanza else None
+        self.to: str | None = element.get("to")  # as written (``recipient`` is its prepared form)
 
     @property
     def element(self) -> etree._Element:
         stanza = self._stanza
         return stanza.element if type(stanza) is RawStanza else stanza
-
-    @property
-    def raw(self) -> bytes | None:
-        return self._raw
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self._stanza.get(name, default)

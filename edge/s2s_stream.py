@@ -24,7 +24,7 @@ from lxml import etree
 from .errors import NS_STREAMS, LocalProtocolError, StreamCondition, StreamError, parse_stream_error, stream_error_element
 from .rate_limit import ByteRateLimiter
 from .s2s_events import Event, S2SConfig, StreamClosed, StreamErrorReceived
-from .xmlstream import StreamEnd, StreamHeader, XMLStreamParser
+from .xmlstream import RawStanza, StreamEnd, StreamHeader, XMLStreamParser
 
 NS_SERVER = "jabber:server"
 NS_DIALBACK = "jabber:server:dialback"
@@ -262,7 +262,7 @@ class S2SStreamBase:
         for item in items:
             if self.state in self._CLOSED_STATES:
                 return
-            kind = classify(item)
+            kind = Input.STANZA if type(item) is RawStanza else classify(item)
             if kind is Input.STREAM_ERROR:
                 condition, text = parse_stream_error(item)
                 self._events.append(StreamErrorReceived(condition, text))
