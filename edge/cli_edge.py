@@ -191,7 +191,7 @@ async def _cluster_up_xmpp(args: argparse.Namespace) -> int:
                             print(f"  {jid:<24} key {sp.short(key)} lives at {names.get(res.trace[-1])}: {path}")
                 edge = cluster.edges[0]
                 print(f"\npeer a server with it: map {', '.join(sorted(domains))} to 127.0.0.1:{edge.s2s_port} "
-                      f"in its resolver (see the README, 'Running an edge node')")
+                      f"in its resolver (see the README, 'Peering a local Prosody with it')")
                 for mapping in args.peer:
                     print(f"  outbound s2s: {mapping}")
                 print("running; Ctrl-C to leave the ring gracefully and stop", flush=True)
