@@ -738,6 +738,10 @@ class RingNode:
             # finds the exact successor in one go, instead of walking back one at a time.
             self._send_lookup(start, _Purpose.FINGER, now, finger_index=i)
 
+    def _advance_finger(self, i: int) -> None:
+        nxt = i + 1
+        self._next_finger = nxt if nxt < self.space.bits else self.table.first_finger_index()
+
     def _set_fingers_from(self, i: int, node: NodeRef) -> None:
         """finger[i] = node, and every later finger whose start ``node`` also succeeds."""
         t, space, me = self.table, self.space, self.me.id
@@ -854,8 +858,15 @@ class RingNode:
             self._event(SuccessorChanged(None, succ))
             self._start_maintenance(now)
         elif purpose is _Purpose.FINGER:
-            if finger_index >= 0 and succ.id != self.me.id:
+            if finger_index < 0:
+                return
+            if succ.id != self.me.id:
                 self._set_fingers_from(finger_index, succ)
+            else:
+                # The start wrapped round to us (a small ring): no finger there. Move on,
+                # or this index would be asked forever and the later ones never.
+                self.table.set_finger(finger_index, self.me)
+                self._advance_finger(finger_index)
         else:
             self._event(LookupDone(req, key, succ, hops))
 
@@ -926,6 +937,8 @@ class RingNode:
             self._send_lookup(self.me.id, _Purpose.JOIN, now, via=self._bootstrap)
             return
         self.stats.lookups_failed += 1
+        if p is _Purpose.FINGER and rpc.finger_index >= 0:
+            self._advance_finger(rpc.finger_index)  # try the others; this one comes round again
         if p is _Purpose.USER:
             self._event(LookupFailed(req, rpc.key))
         if rpc.peer is not None and self.table.knows(rpc.peer.id):

@@ -94,3 +94,15 @@ def test_a_statically_built_ring_has_the_state_joins_converge_to():
     sent = _send_everywhere(s, 300, "static")
     s.run_for(1)
     assert len(s.events_of(Delivered)) == len(sent)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_small_rings_fill_every_finger(n):
+    # a finger whose start wraps round to the node itself used to stall the finger cycle
+    for seed in range(40):
+        c = InMemoryCluster(RingConfig(expected_nodes=8), seed=seed)
+        for _ in range(n):
+            c.add_node()
+            c.run_for(0.05)
+        assert c.run_until(lambda: c.converged() and c.fingers_correct(), timeout=30,
+                           check_every=0.5), f"seed {seed}"
