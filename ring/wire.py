@@ -131,7 +131,15 @@ class WireCodec:
         return self._packer.pack(self._to_list(msg))
 
     def encode_frame(self, msg: Message) -> bytes:
-        body = self._packer.pack(self._to_list(msg))
+        if type(msg) is Envelope and not msg.trace:  # every stanza at every hop: inlined
+            idb = self._idb
+            body = self._packer.pack([
+                WIRE_VERSION, 1,
+                _ENV_FIXED.pack(msg.msg_id, msg.ttl, msg.hops, msg.flags)
+                + msg.origin.to_bytes(idb, "big") + msg.dest.to_bytes(idb, "big"),
+                msg.payload, None])
+        else:
+            body = self._packer.pack(self._to_list(msg))
         return len(body).to_bytes(HEADER, "big") + body
 
     def _envelope_header(self, msg: Envelope) -> bytes:
