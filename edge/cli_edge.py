@@ -14,6 +14,7 @@ from ring.ca import node_id_of_pem_file
 from ring.ids import jid_key
 from ring.live.addr import parse_hostport
 from ring.live.logfmt import log_event, setup_logging
+from ring.live.signals import serve_until_signalled as _serve_until_signalled
 from ring.live.server import JoinError, LiveNode
 from ring.live.tls import RingTls
 
@@ -88,22 +89,8 @@ def build_node(cfg: EdgeNodeConfig, extra_peers: list[str] | None = None) -> Sta
 
 async def serve_until_signalled(node: StanzaNode, s2s_host: str, s2s_port: int) -> None:
     """The first SIGINT/SIGTERM leaves the ring gracefully, a second stops at once."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            async def watch() -> None:
-                count = 0
-                async for sig in signals:
-                    count += 1
-                    log_event(log, logging.INFO, "signal", signal=signal.Signals(sig).name,
-                              action="leave" if count == 1 else "stop")
-                    if count == 1:
-                        nursery.start_soon(node.shutdown)
-                    else:
-                        node.kill()
-
-            nursery.start_soon(watch)
-            await node.serve(s2s_host=s2s_host, s2s_port=s2s_port)
-            nursery.cancel_scope.cancel()
+    await _serve_until_signalled(
+        lambda: node.serve(s2s_host=s2s_host, s2s_port=s2s_port), node.shutdown, node.kill, log)
 
 
 def cmd_edge_run(args: argparse.Namespace) -> int:

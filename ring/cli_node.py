@@ -19,6 +19,7 @@ from .live.admin import admin_call
 from .live.cluster import LocalCluster, fast_config
 from .live.logfmt import log_event, setup_logging
 from .live.server import JoinError, LiveNode
+from .live.signals import serve_until_signalled
 from .live.tls import RingTls
 from .nodeconfig import load_node_config
 
@@ -113,22 +114,7 @@ def cmd_ca_issue(args: argparse.Namespace) -> int:
 
 async def run_until_signalled(live: LiveNode) -> None:
     """Serve ``live``; the first SIGINT/SIGTERM leaves gracefully, a second stops at once."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            async def watch() -> None:
-                count = 0
-                async for sig in signals:
-                    count += 1
-                    log_event(live_log, logging.INFO, "signal", signal=signal.Signals(sig).name,
-                              action="leave" if count == 1 else "stop")
-                    if count == 1:
-                        nursery.start_soon(live.shutdown)
-                    else:
-                        live.stop()
-
-            nursery.start_soon(watch)
-            await live.serve()
-            nursery.cancel_scope.cancel()
+    await serve_until_signalled(live.serve, live.shutdown, live.stop, live_log)
 
 
 def cmd_node_run(args: argparse.Namespace) -> int:
