@@ -60,11 +60,11 @@ def forwarding_rate(n_envelopes: int, seed: int = 1) -> dict[str, float]:
         dec.feed(chunk)
         while (msg := dec.next_message()) is not None:
             node.handle_message(upstream, msg, now)
-        per_hop: dict[NodeRef, list[tuple[int, int]]] = {}
+        per_hop: dict[NodeRef, list[int]] = {}
         for dest, out in node.take_outputs():
             sent_bytes += len(codec.encode_frame(out))
             if type(out) is Envelope:
-                per_hop.setdefault(dest, []).append((out.origin, out.msg_id))
+                per_hop.setdefault(dest, []).append((out.origin << 64) | out.msg_id)
         # next hops confirm delivery: their ack frames come back and are applied
         for hop, ids in per_hop.items():
             ack_dec.feed(codec.encode_frame(Ack(AckKind.DELIVERED, tuple(ids))))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .messages import Envelope, NodeRef
 
-Key = tuple[int, int]  # (origin, msg_id)
+Key = int  # messages.envelope_key(origin, msg_id)
 
 
 @dataclass(slots=True)
@@ -69,6 +69,17 @@ class CustodyStore:
         held.deadline = deadline
         sent[key] = held
 
+    def put_new(self, key: Key, held: Held, hop: NodeRef, deadline: float) -> None:
+        """put_sent for an envelope this store has never held (the common case, no lookups)."""
+        sent = self._sent
+        if sent is None:
+            sent = self._sent = {}
+            self._received = {}
+        self.count += 1
+        held.hop = hop
+        held.deadline = deadline
+        sent[key] = held
+
     def mark_received(self, key: Key, sender_id: int, deadline: float) -> None:
         sent = self._sent
         held = sent.get(key) if sent is not None else None
@@ -80,10 +91,23 @@ class CustodyStore:
 
     def pop_done(self, key: Key, sender_id: int) -> Held | None:
         """Remove and return the envelope if ``sender_id`` is the hop it was given to."""
-        held = self.get(key)
-        if held is None or held.hop is None or held.hop.id != sender_id:
+        sent = self._sent
+        if sent is None:
             return None
-        return self.remove(key)
+        held = sent.get(key)
+        d = sent
+        if held is None:
+            d = self._received  # type: ignore[assignment]
+            held = d.get(key)
+            if held is None:
+                return None
+        if held.hop is None or held.hop.id != sender_id:
+            return None
+        del d[key]
+        self.count -= 1
+        if not sent and not self._received:
+            self._sent = self._received = None
+        return held
 
     def remove(self, key: Key) -> Held | None:
         sent = self._sent

@@ -81,9 +81,18 @@ class AckKind(enum.IntEnum):
     FAILED = 2  # given up downstream (the origin gets an error report): drop the copies
 
 
+def envelope_key(origin: int, msg_id: int) -> int:
+    """The one integer naming an envelope everywhere: origin id and message id side by side.
+
+    Exact (no hashing), cheaper than an (origin, msg_id) tuple as a dict key, and its
+    big-endian bytes are the ack record on the wire.
+    """
+    return (origin << 64) | msg_id
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """Acknowledgements of envelopes, batched: ``ids`` are (origin, msg_id) pairs.
+    """Acknowledgements of envelopes, batched: ``ids`` are envelope keys (``envelope_key``).
 
     A sender keeps its copy until DELIVERED or FAILED comes back, not merely RECEIVED:
     holding a copy until the outcome is known is what lets an envelope survive the death
@@ -91,7 +100,7 @@ class Ack:
     """
 
     kind: AckKind
-    ids: tuple[tuple[int, int], ...]
+    ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)

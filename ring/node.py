@@ -356,8 +356,14 @@ class RingNode:
         if self.state is NodeState.IDLE or self.state is NodeState.JOINING:
             # Not part of the ring yet: stay silent, so the sender suspects us and re-routes.
             return
-        key = (env.origin, env.msg_id)
-        self._ack(AckKind.RECEIVED, sender, key)
+        key = (env.origin << 64) | env.msg_id  # envelope_key, inlined
+        acks = self._acks  # self._ack(AckKind.RECEIVED, sender, key), inlined
+        if acks is None:
+            acks = self._acks = {}
+        entry = acks.get(sender.id)
+        if entry is None:
+            entry = acks[sender.id] = (sender, [], [], [])
+        entry[1].append(key)
         held = self._custody.get(key)
         if held is not None:
             # Already ours: a retransmission, or it came round a loop. Answer once we are done.
@@ -377,7 +383,7 @@ class RingNode:
         self._accept(env, sender, now)
 
     def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> None:
-        key = (env.origin, env.msg_id)
+        key = (env.origin << 64) | env.msg_id  # envelope_key, inlined
         held = Held(env, [upstream] if upstream is not None else [])
         if self._responsible(env):
             self._deliver(key, held, now)
@@ -389,7 +395,7 @@ class RingNode:
             self.stats.congested += 1
             self._fail(key, held, ErrorCode.CONGESTED, now)
             return
-        self._forward(key, held, now)
+        self._forward(key, held, now, new=True)
 
     def _responsible(self, env: Envelope) -> bool:
         # RoutingTable.is_responsible, inlined: it is asked for every envelope.
@@ -412,7 +418,7 @@ class RingNode:
         else:
             self._forward(key, held, now)
 
-    def _forward(self, key: Key, held: Held, now: float) -> None:
+    def _forward(self, key: Key, held: Held, now: float, *, new: bool = False) -> None:
         env = held.envelope
         if env.ttl <= 0:
             self.stats.ttl_expired += 1
@@ -439,7 +445,10 @@ class RingNode:
         flags = (env.flags | F_FINAL) if final else (env.flags & ~F_FINAL)
         fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, env.hops + 1, flags,
                        env.payload, env.trace)
-        self._custody.put_sent(key, held, hop, now + self.config.ack_timeout)
+        if new:
+            self._custody.put_new(key, held, hop, now + self.config.ack_timeout)
+        else:
+            self._custody.put_sent(key, held, hop, now + self.config.ack_timeout)
         self._emit(hop, fwd)
         st = self._stats
         if st is None:

@@ -10,7 +10,7 @@ from ring.events import (Confirmed, Delivered, JoinFailed, LookupDone, LookupFai
                          ProbeResult, Undeliverable)
 from ring.ids import name_key
 from ring.memcluster import InMemoryCluster
-from ring.messages import Ack, AckKind, Envelope, ErrorCode, FindSuccessor, Flags, NodeRef
+from ring.messages import Ack, AckKind, Envelope, envelope_key, ErrorCode, FindSuccessor, Flags, NodeRef
 from ring.node import NodeState, RingNode
 
 from .helpers import build_ring
@@ -214,7 +214,7 @@ def test_an_origin_whose_envelope_came_round_a_loop_still_gets_its_confirmation(
     [(hop, env)] = [(d, m) for d, m in origin.take_outputs() if isinstance(m, Envelope)]
     origin.handle_message(x.me, env._replace(hops=4), c.now)  # back at the origin
     origin.take_outputs()
-    origin.handle_message(hop, Ack(AckKind.DELIVERED, ((origin.me.id, msg_id),)), c.now)
+    origin.handle_message(hop, Ack(AckKind.DELIVERED, (envelope_key(origin.me.id, msg_id),)), c.now)
     assert [e for e in origin.take_events() if isinstance(e, Confirmed)] == [Confirmed(msg_id, dest)]
     acks = [m for d, m in origin.take_outputs() if isinstance(m, Ack) and d == x.me]
     assert acks and acks[0].kind is AckKind.DELIVERED  # the loop's sender is released too

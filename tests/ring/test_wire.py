@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from ring.keyspace import KeySpace
 from ring.messages import (Ack, AckKind, Envelope, ErrorCode, ErrorReport, FindSuccessor, Flags,
                            FoundSuccessor, GetNeighbours, Hello, Leave, Neighbours, NodeRef,
-                           Notify, Ping, Pong)
+                           Notify, Ping, Pong, envelope_key)
 from ring.wire import (DecoderClosed, FrameDecoder, FrameTooLarge, MalformedMessage,
                        MessageDecoder, UnsupportedVersion, WireCodec, frame)
 
@@ -24,7 +24,8 @@ flags = st.sampled_from([Flags(v) for v in range(32)])
 messages = st.one_of(
     st.builds(Envelope, u64, ids, ids, u8, u8, flags, st.binary(max_size=300),
               st.lists(ids, max_size=8).map(tuple)),
-    st.builds(Ack, st.sampled_from(AckKind), st.lists(st.tuples(ids, u64), max_size=20).map(tuple)),
+    st.builds(Ack, st.sampled_from(AckKind),
+              st.lists(st.builds(envelope_key, ids, u64), max_size=20).map(tuple)),
     st.builds(FindSuccessor, u64, ids, refs, u8, u8),
     st.builds(FoundSuccessor, u64, ids, refs, u8),
     st.builds(GetNeighbours, u64),
