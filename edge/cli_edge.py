@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 
 import trio
@@ -14,6 +13,7 @@ from ring.ca import node_id_of_pem_file
 from ring.ids import jid_key
 from ring.live.addr import parse_hostport
 from ring.live.logfmt import log_event, setup_logging
+from ring.live.signals import hold_until_interrupted
 from ring.live.signals import serve_until_signalled as _serve_until_signalled
 from ring.live.server import JoinError, LiveNode
 from ring.live.tls import RingTls
@@ -181,12 +181,7 @@ async def _cluster_up_xmpp(args: argparse.Namespace) -> int:
                       f"in its resolver (see the README, 'Peering a local Prosody with it')")
                 for mapping in args.peer:
                     print(f"  outbound s2s: {mapping}")
-                print("running; Ctrl-C to leave the ring gracefully and stop", flush=True)
-                with trio.move_on_after(args.duration if args.duration else math.inf):
-                    async for _ in signals:
-                        break
-                print("leaving...", flush=True)
-                await cluster.shutdown()
+                await hold_until_interrupted(signals, args.duration, cluster.shutdown)
                 nursery.cancel_scope.cancel()
     finally:
         cluster.close()

@@ -19,7 +19,7 @@ from .live.admin import admin_call
 from .live.cluster import LocalCluster, fast_config
 from .live.logfmt import log_event, setup_logging
 from .live.server import JoinError, LiveNode
-from .live.signals import serve_until_signalled
+from .live.signals import hold_until_interrupted, serve_until_signalled
 from .live.tls import RingTls
 from .nodeconfig import load_node_config
 
@@ -194,12 +194,7 @@ async def _cluster_up(args: argparse.Namespace) -> int:
                 first = cluster.nodes[0]
                 print(f"\ntry: ringmesh status {first.admin_addr}")
                 print(f"     ringmesh route {first.admin_addr} juliet@ring.example")
-                print("running; Ctrl-C to leave the ring gracefully and stop", flush=True)
-                with trio.move_on_after(args.duration if args.duration else math.inf):
-                    async for _ in signals:
-                        break
-                print("leaving...", flush=True)
-                await cluster.shutdown()
+                await hold_until_interrupted(signals, args.duration, cluster.shutdown)
                 nursery.cancel_scope.cancel()
     finally:
         cluster.close()

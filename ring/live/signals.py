@@ -4,6 +4,7 @@ second stops at once (crash-only: the ring heals either way)."""
 from __future__ import annotations
 
 import logging
+import math
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -32,3 +33,15 @@ async def serve_until_signalled(serve: Callable[[], Awaitable[object]],
             nursery.start_soon(watch)
             await serve()
             nursery.cancel_scope.cancel()
+
+
+async def hold_until_interrupted(signals: trio.abc.ReceiveChannel | object, duration: float | None,
+                                 shutdown: Callable[[], Awaitable[object]]) -> None:
+    """For the local-cluster commands: say so, wait for a signal (or ``duration`` seconds),
+    then leave gracefully."""
+    print("running; Ctrl-C to leave the ring gracefully and stop", flush=True)
+    with trio.move_on_after(duration if duration else math.inf):
+        async for _ in signals:  # type: ignore[attr-defined]
+            break
+    print("leaving...", flush=True)
+    await shutdown()
