@@ -75,24 +75,25 @@ async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, passwo
     return outcome
 
 
-async def federation_script(client, result):
+async def federation_script(client, result, timeout: float = 10) -> None:
+    """What a user of the peer does with the ring's entities (one script for every test)."""
     msg = client.make_message(mto=f"echo@{RING}", mbody="hello ring ✓", mtype="chat")
     msg["id"] = "m-1"
     msg.send()
     ok = await client.wait_for(lambda r: any(m[1].startswith(f"echo@{RING}") for m in r.received), 30)
     assert ok, "no echo came back"
-    await client.plugin["xep_0199"].send_ping(RING, timeout=10)
+    await client.plugin["xep_0199"].send_ping(RING, timeout=timeout)
     result.iq_results["ping"] = "ok"
-    info = await client.plugin["xep_0030"].get_info(jid=RING, timeout=10)
+    info = await client.plugin["xep_0030"].get_info(jid=RING, timeout=timeout)
     result.iq_results["features"] = sorted(info["disco_info"]["features"])
-    items = await client.plugin["xep_0030"].get_items(jid=RING, timeout=10)
+    items = await client.plugin["xep_0030"].get_items(jid=RING, timeout=timeout)
     result.iq_results["items"] = [i[0] for i in items["disco_items"]["items"]]
-    ver = await client.plugin["xep_0092"].get_version(RING, timeout=10)
+    ver = await client.plugin["xep_0092"].get_version(RING, timeout=timeout)
     result.iq_results["version"] = ver["software_version"]["name"]
     iq = client.make_iq_get(ito=f"nobody@{RING}")
     iq.enable("ping")
     try:
-        await iq.send(timeout=10)
+        await iq.send(timeout=timeout)
         result.iq_results["nobody"] = "answered"
     except Exception as exc:  # slixmpp raises IqError carrying the error stanza
         result.iq_results["nobody"] = exc.iq["error"]["condition"] if hasattr(exc, "iq") else repr(exc)

@@ -32,10 +32,10 @@ from ring.ids import jid_key
 from ring.live.cluster import expected_path
 from lxml import etree
 
+from .interop import RING, federation_script
 from .peers import ClientResult, EjabberdPeer, ProsodyPeer, make_ca, make_certificate, run_client
 from .test_interop_ejabberd import TrustingEjabberd
 
-RING = "ring.test"
 SECRET = b"ring-shared-dialback-secret-0002"
 MODES = ["plain+dialback", "starttls+dialback", "starttls+sasl-external"]
 
@@ -128,25 +128,7 @@ async def run_ring_story(tmp_path: Path, make_peer, script, *, mode: str, user: 
 
 async def conversation(client, result, run, token) -> None:  # noqa: ANN001
     """What the user does: the same for every server and mode."""
-    msg = client.make_message(mto=f"echo@{RING}", mbody="hello ring ✓", mtype="chat")
-    msg["id"] = "m-1"
-    msg.send()
-    assert await client.wait_for(lambda r: any(m[1].startswith(f"echo@{RING}") for m in r.received), 30), "no echo"
-    await client.plugin["xep_0199"].send_ping(RING, timeout=15)
-    result.iq_results["ping"] = "ok"
-    info = await client.plugin["xep_0030"].get_info(jid=RING, timeout=15)
-    result.iq_results["features"] = sorted(info["disco_info"]["features"])
-    items = await client.plugin["xep_0030"].get_items(jid=RING, timeout=15)
-    result.iq_results["items"] = [i[0] for i in items["disco_items"]["items"]]
-    ver = await client.plugin["xep_0092"].get_version(RING, timeout=15)
-    result.iq_results["version"] = ver["software_version"]["name"]
-    iq = client.make_iq_get(ito=f"nobody@{RING}")
-    iq.enable("ping")
-    try:
-        await iq.send(timeout=15)
-        result.iq_results["nobody"] = "answered"
-    except Exception as exc:  # slixmpp raises IqError carrying the error stanza
-        result.iq_results["nobody"] = exc.iq["error"]["condition"] if hasattr(exc, "iq") else repr(exc)
+    await federation_script(client, result, timeout=15)
     result.iq_results["news"] = await client.wait_for(
         lambda r: any(m[1] == f"news@{RING}" for m in r.received), 30)
 
