@@ -20,10 +20,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 KINDS = ("lookup", "probe", "stanza")
 
 
-def _save(fig: Any, path: Path) -> None:
+def _finish(made: list[Path], fig: Any, ax: Any, path: Path, *, x: str, y: str, title: str,
+            legend: str = "best") -> None:
+    """Label, title and legend a figure, save it as ``path`` and record it in ``made``."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.legend(loc=legend)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    made.append(path)
 
 
 def plot_run(out: Path, summary: dict[str, Any], results: Path) -> list[Path]:
@@ -36,12 +43,8 @@ def plot_run(out: Path, summary: dict[str, Any], results: Path) -> list[Path]:
             pdf = summary[k]["hops_pdf"]
             xs = [int(h) + j * width for h in pdf]
             ax.bar(xs, list(pdf.values()), width=width, label=k)
-        ax.set_xlabel("path length (hops)")
-        ax.set_ylabel("PDF")
-        ax.set_title(f"{summary['name']}: path length, N={summary['nodes']}")
-        ax.legend()
-        made.append(out / "hops_pdf.png")
-        _save(fig, made[-1])
+        _finish(made, fig, ax, out / "hops_pdf.png", x="path length (hops)", y="PDF",
+                title=f"{summary['name']}: path length, N={summary['nodes']}")
     recs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
     ring: list[dict[str, Any]] = []
     with results.open(encoding="utf-8") as fh:
@@ -58,12 +61,8 @@ def plot_run(out: Path, summary: dict[str, Any], results: Path) -> list[Path]:
         for k in lat_kinds:
             xs = sorted(r["latency"] * 1000 for r in recs[k] if r["outcome"] == "ok")
             ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=k)
-        ax.set_xlabel("latency (ms)")
-        ax.set_ylabel("CDF")
-        ax.set_title("request latency")
-        ax.legend()
-        made.append(out / "latency_cdf.png")
-        _save(fig, made[-1])
+        _finish(made, fig, ax, out / "latency_cdf.png", x="latency (ms)", y="CDF",
+                title="request latency")
         fig, ax = plt.subplots(figsize=(6, 4))
         for k in lat_kinds:
             by = summary[k]["latency_by_hops"]
@@ -71,12 +70,8 @@ def plot_run(out: Path, summary: dict[str, Any], results: Path) -> list[Path]:
             ax.plot(hs, [by[h]["p50"] * 1000 for h in by], marker="o", label=f"{k} p50")
             ax.plot(hs, [by[h]["p99"] * 1000 for h in by], marker="^", linestyle="--",
                     label=f"{k} p99")
-        ax.set_xlabel("hops")
-        ax.set_ylabel("latency (ms)")
-        ax.set_title("latency by path length")
-        ax.legend()
-        made.append(out / "latency_by_hops.png")
-        _save(fig, made[-1])
+        _finish(made, fig, ax, out / "latency_by_hops.png", x="hops", y="latency (ms)",
+                title="latency by path length")
     timed = [k for k in KINDS if recs[k]]
     if timed:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -96,33 +91,25 @@ def plot_run(out: Path, summary: dict[str, Any], results: Path) -> list[Path]:
                 bad[b] += r["outcome"] != "ok"
             xs = [t_lo + (b + 0.5) * w for b in range(bins) if tot[b]]
             ax.plot(xs, [bad[b] / tot[b] for b in range(bins) if tot[b]], marker=".", label=k)
-        ax.set_xlabel("simulated time (s)")
-        ax.set_ylabel("failed fraction")
-        ax.set_title("failed requests over time")
-        ax.legend()
-        made.append(out / "failures_over_time.png")
-        _save(fig, made[-1])
+        _finish(made, fig, ax, out / "failures_over_time.png", x="simulated time (s)",
+                y="failed fraction", title="failed requests over time")
     if ring:
         fig, ax = plt.subplots(figsize=(6, 4))
         ts = [r["t"] for r in ring]
         for key in ("succ_ok", "pred_ok", "fingers_ok"):
             ax.plot(ts, [r[key] if r[key] is not None else float("nan") for r in ring], label=key)
         ax.set_ylim(0, 1.05)
-        ax.set_xlabel("simulated time (s)")
-        ax.set_ylabel("fraction correct")
         ax2 = ax.twinx()
         ax2.plot(ts, [r["active"] for r in ring], color="grey", linestyle=":", label="active")
         ax2.set_ylabel("active nodes")
-        ax.legend(loc="lower left")
-        ax.set_title("routing state health")
-        made.append(out / "ring_health.png")
-        _save(fig, made[-1])
+        _finish(made, fig, ax, out / "ring_health.png", x="simulated time (s)",
+                y="fraction correct", title="routing state health", legend="lower left")
     return made
 
 
 def plot_sweep(out: Path, points: list[dict[str, Any]], sweep: dict[str, Any]) -> list[Path]:
     """``points``: one per swept value, ``{"value": v, "metrics": {path: mean over seeds}}``."""
-    made = []
+    made: list[Path] = []
     label = sweep.get("label") or ", ".join(sweep["set"])
     band = sweep.get("plot_band")
     pts = sorted(points, key=lambda p: p["value"])
@@ -140,10 +127,5 @@ def plot_sweep(out: Path, points: list[dict[str, Any]], sweep: dict[str, Any]) -
                 ax.fill_between(xs, lo, hi, alpha=0.2, label=f"{band[0]} .. {band[1]}")
         if sweep.get("logx"):
             ax.set_xscale("log", base=sweep["logx"])
-        ax.set_xlabel(label)
-        ax.set_ylabel(y)
-        ax.legend()
-        ax.set_title(y)
-        made.append(out / f"sweep_{y.replace('.', '_')}.png")
-        _save(fig, made[-1])
+        _finish(made, fig, ax, out / f"sweep_{y.replace('.', '_')}.png", x=label, y=y, title=y)
     return made
