@@ -8,6 +8,7 @@ import math
 from .config import RingConfig
 from .events import ProbeResult
 from .ids import jid_key
+from .keyspace import KeySpace
 from .memcluster import InMemoryCluster
 
 
@@ -17,6 +18,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jids", nargs="*", default=None, help="JIDs to route (default: a few)")
     p.set_defaults(func=run)
+
+
+def describe_route(space: KeySpace, names: dict[int, str], jid: str, key: int,
+                   result: ProbeResult) -> str:
+    """One line for a probed route: the JID, its key, and every node it crossed."""
+    path = " -> ".join(f"{names.get(x, '?')}({space.short(x)})" for x in result.trace)
+    return f"  {jid}  key {space.short(key)}  {result.hops} hops: {path}"
+
+
+def describe_mean_hops(hops: list[int], n_nodes: int) -> str:
+    return (f"mean hops {sum(hops) / len(hops):.2f} "
+            f"(Chord expects about 1/2 log2 N = {0.5 * math.log2(max(n_nodes, 2)):.2f})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,11 +59,8 @@ def run(args: argparse.Namespace) -> int:
         if not res:
             print(f"  {jid}: no answer")
             continue
-        pr = res[-1]
-        hops_seen.append(pr.hops)
-        path = " -> ".join(f"{names.get(x, '?')}({sp.short(x)})" for x in pr.trace)
-        print(f"  {jid}  key {sp.short(key)}  {pr.hops} hops: {path}")
+        hops_seen.append(res[-1].hops)
+        print(describe_route(sp, names, jid, key, res[-1]))
     if hops_seen:
-        print(f"mean hops {sum(hops_seen) / len(hops_seen):.2f} "
-              f"(Chord expects about 1/2 log2 N = {0.5 * math.log2(max(n, 2)):.2f})")
+        print(describe_mean_hops(hops_seen, n))
     return 0

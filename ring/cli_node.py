@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import trio
 
 from .ca import KEY_KINDS, CAError, init_ca, issue_node, node_id_of_pem_file
+from .cli_demo import describe_mean_hops, describe_route
 from .ids import parse_key
 from .keyspace import KeySpace
 from .live.admin import admin_call
@@ -214,11 +214,9 @@ async def _demo_routes(cluster: LocalCluster, jids: list[str]) -> None:
             print(f"  {jid}: no answer")
             continue
         hops.append(res.hops)
-        path = " -> ".join(f"{names.get(x, '?')}({sp.short(x)})" for x in res.trace)
-        print(f"  {jid}  key {sp.short(key)}  {res.hops} hops: {path}")
+        print(describe_route(sp, names, jid, key, res))
     if hops:
-        print(f"mean hops {sum(hops) / len(hops):.2f} (Chord expects about 1/2 log2 N = "
-              f"{0.5 * math.log2(max(len(cluster.nodes), 2)):.2f})")
+        print(describe_mean_hops(hops, len(cluster.nodes)))
 
 
 # == status, route ===========================================================================
