@@ -86,12 +86,10 @@ class InMemoryCluster:
         install_converged_tables([node.table for node in nodes], refs)
         for node in nodes:
             self.nodes[node.me.addr] = node
-            if n == 1:
-                node.create(self.now)
-                continue
-            node.state = NodeState.ACTIVE
-            if maintenance:
-                node._start_maintenance(self.now)
+            if maintenance or n == 1:
+                node.create(self.now)  # active, with its maintenance timers running
+            else:
+                node.state = NodeState.ACTIVE  # routes, but maintains nothing
             self._after(node)
 
     def live(self) -> list[RingNode]:

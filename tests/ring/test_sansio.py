@@ -9,7 +9,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CORE = ["keyspace", "ids", "identity", "messages", "wire", "routing", "custody", "config",
-        "events", "node", "memcluster"]
+        "events", "node", "memcluster", "converged"]
 FORBIDDEN = {"trio", "socket", "time", "asyncio", "threading", "selectors"}
 
 
