@@ -132,29 +132,19 @@ class WireCodec:
         return self._packer.pack(self._to_list(msg))
 
     def encode_frame(self, msg: Message) -> bytes:
-        if type(msg) is Envelope and not msg.trace:  # every stanza at every hop: inlined
-            idb = self._idb
-            body = self._packer.pack([
-                WIRE_VERSION, 1,
-                _ENV_FIXED.pack(msg.msg_id, msg.ttl, msg.hops, msg.flags)
-                + msg.origin.to_bytes(idb, "big") + msg.dest.to_bytes(idb, "big"),
-                msg.payload, None])
-        else:
-            body = self._packer.pack(self._to_list(msg))
+        body = self._packer.pack(self._to_list(msg))
         return len(body).to_bytes(HEADER, "big") + body
-
-    def _envelope_header(self, msg: Envelope) -> bytes:
-        idb = self._idb
-        return (_ENV_FIXED.pack(msg.msg_id, msg.ttl, msg.hops, msg.flags)
-                + msg.origin.to_bytes(idb, "big") + msg.dest.to_bytes(idb, "big"))
 
     def _to_list(self, msg: Message) -> list[Any]:
         v = WIRE_VERSION
         i = self._id
         t = type(msg)
-        if t is Envelope:
-            trace = [i(x) for x in msg.trace] if msg.trace else None
-            return [v, 1, self._envelope_header(msg), msg.payload, trace]  # type: ignore[arg-type]
+        if t is Envelope:  # first: every stanza at every hop comes through here
+            idb = self._idb
+            header = (_ENV_FIXED.pack(msg.msg_id, msg.ttl, msg.hops, msg.flags)  # type: ignore[union-attr]
+                      + msg.origin.to_bytes(idb, "big") + msg.dest.to_bytes(idb, "big"))  # type: ignore[union-attr]
+            trace = [i(x) for x in msg.trace] if msg.trace else None  # type: ignore[union-attr]
+            return [v, 1, header, msg.payload, trace]  # type: ignore[union-attr]
         if t is Ack:
             rec = self._idb + 8
             return [v, 2, int(msg.kind), b"".join([k.to_bytes(rec, "big") for k in msg.ids])]
