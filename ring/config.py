@@ -7,6 +7,7 @@ latencies scale the timeouts; the Chord experiments set the stabilization interv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .keyspace import KeySpace
 from .routing import default_successor_list_length
@@ -18,10 +19,12 @@ class RingConfig:
     expected_nodes: int = 1024
     successor_list_length: int | None = None  # None: 2*ceil(log2 expected_nodes), >= 8
 
+    # The three maintenance intervals are run by one tick (the shortest of them); the others
+    # are rounded to whole multiples of it (see maintenance_plan).
     stabilize_interval: float = 1.0
     fix_fingers_interval: float = 0.5
     check_predecessor_interval: float = 2.0
-    jitter: float = 0.5  # each period is drawn from interval * [1 - jitter, 1 + jitter]
+    jitter: float = 0.5  # each maintenance tick is drawn from tick * [1 - jitter, 1 + jitter]
 
     rpc_timeout: float = 1.0  # a maintenance request unanswered this long: peer suspected
     lookup_timeout: float = 4.0  # a recursive lookup unanswered this long has failed
@@ -47,6 +50,17 @@ class RingConfig:
             raise ValueError("jitter must be in [0, 1)")
         if not 1 <= self.default_ttl <= 255:
             raise ValueError("default_ttl must be in 1..255")
+
+    @cached_property
+    def maintenance_plan(self) -> tuple[float, int, int, int]:
+        """(tick, k_stabilize, k_fingers, k_check_predecessor): the node runs one maintenance
+        timer of period ``tick`` (the shortest interval, jittered) and each task on every
+        k-th tick, k = its interval / tick rounded to a whole number. Tasks sharing a tick
+        share their wake-ups, and one wake-up serves all their requests' time limits."""
+        tick = min(self.stabilize_interval, self.fix_fingers_interval,
+                   self.check_predecessor_interval)
+        return (tick, *(max(1, round(x / tick)) for x in (
+            self.stabilize_interval, self.fix_fingers_interval, self.check_predecessor_interval)))
 
     @property
     def r(self) -> int:

@@ -124,9 +124,13 @@ class FoundSuccessor:
 
 @dataclass(frozen=True, slots=True)
 class GetNeighbours:
-    """Stabilization query to one's successor."""
+    """Asks a node for its predecessor and successor list (stabilize, finger checks).
+
+    ``notify``: the asker thinks it is the node's predecessor (Chord's notify, carried by
+    the stabilize question instead of a message of its own)."""
 
     req_id: int
+    notify: bool = False
 
 
 @dataclass(frozen=True, slots=True)

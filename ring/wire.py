@@ -153,7 +153,7 @@ class WireCodec:
         if t is FoundSuccessor:
             return [v, 4, msg.req_id, i(msg.key), self._ref(msg.successor), msg.hops]
         if t is GetNeighbours:
-            return [v, 5, msg.req_id]
+            return [v, 5, msg.req_id, True] if msg.notify else [v, 5, msg.req_id]
         if t is Neighbours:
             return [v, 6, msg.req_id, self._ref(msg.predecessor),
                     [self._ref(s) for s in msg.successors]]
@@ -292,6 +292,10 @@ class WireCodec:
                 self._int(obj[5], "hops", 8),
             )
         if t == 5:
+            if len(obj) == 4:
+                if obj[3] is not True:
+                    raise MalformedMessage("get-neighbours notify flag must be true when present")
+                return GetNeighbours(self._int(obj[2], "req_id"), True)
             self._arity(obj, 3)
             return GetNeighbours(self._int(obj[2], "req_id"))
         if t == 6:

@@ -253,3 +253,54 @@ def test_custody_counts_what_it_holds_through_resends_and_outcomes():
     assert store.pop_done((9, 1), b.id) is h1
     assert store.remove((9, 2)) is h2 and store.remove((9, 2)) is None
     assert len(store) == 0 and store.next_deadline() is None
+
+
+class _CountingCluster(InMemoryCluster):
+    """Counts every message the cores send, by kind (notify-carrying questions apart)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.sent = Counter()
+
+    def _after(self, node):
+        before = len(self._queue)
+        super()._after(node)
+        for _, _, msg in list(self._queue)[before:]:
+            name = type(msg).__name__
+            if getattr(msg, "notify", False):
+                name += "+notify"
+            self.sent[name] += 1
+
+
+def test_one_maintenance_tick_runs_each_task_at_its_configured_rate():
+    cfg = RingConfig(expected_nodes=16, stabilize_interval=1.0, fix_fingers_interval=0.5,
+                     check_predecessor_interval=2.0)
+    assert cfg.maintenance_plan == (0.5, 2, 1, 4)
+    assert RingConfig(stabilize_interval=30, fix_fingers_interval=30,
+                      check_predecessor_interval=30).maintenance_plan == (30, 1, 1, 1)
+    assert RingConfig(stabilize_interval=1.0, fix_fingers_interval=0.7,
+                      check_predecessor_interval=5.0).maintenance_plan == (0.7, 1, 1, 7)
+    c = _CountingCluster(cfg, seed=5)
+    c.add_stable(16, maintenance=True)
+    c.run_for(5.0)
+    c.sent.clear()
+    c.run_for(60.0)
+    stabilize = c.sent["GetNeighbours+notify"]
+    checks = c.sent["GetNeighbours"]
+    # 16 nodes, one stabilize a second, one finger check every half second.
+    assert 16 * 60 * 0.85 <= stabilize <= 16 * 60 * 1.15
+    assert abs(checks - 2 * stabilize) <= 16 * 2
+    # The question carried the notify, so a settled ring sends no Notify of its own.
+    assert c.sent["Notify"] == 0
+    assert c.converged() and c.fingers_correct()
+
+
+def test_the_stabilize_question_carries_notify_to_a_successor_that_lost_its_predecessor():
+    c = _CountingCluster(RingConfig(expected_nodes=8), seed=2)
+    c.add_stable(8, maintenance=True)
+    a = c.active()[0]
+    succ = c.nodes[a.table.successor.addr]
+    succ.table.set_predecessor(None)
+    c.run_for(3.0)  # one stabilize round of a, no Notify message needed
+    assert succ.table.predecessor == a.me
+    assert c.sent["Notify"] == 0 and c.converged()

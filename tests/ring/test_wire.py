@@ -28,7 +28,7 @@ messages = st.one_of(
               st.lists(st.builds(envelope_key, ids, u64), max_size=20).map(tuple)),
     st.builds(FindSuccessor, u64, ids, refs, u8, u8),
     st.builds(FoundSuccessor, u64, ids, refs, u8),
-    st.builds(GetNeighbours, u64),
+    st.builds(GetNeighbours, u64, st.booleans()),
     st.builds(Neighbours, u64, st.none() | refs, st.lists(refs, max_size=16).map(tuple)),
     st.just(Notify()),
     st.builds(Ping, u64),
@@ -111,6 +111,8 @@ HDR_BAD_FLAGS = struct.pack(">QBBB", 1, 5, 0, 64) + b"\0" * 40
     (_body([1, 2, 1, [[b"\0" * 20, 1]]]), "must be bytes"),
     (_body([1, 6, 1, None, [[b"\0" * 20, "a"]] * 300]), "at most 256"),
     (_body([1, 11, [b"\0" * 20, 5]]), "address must be a string"),
+    (_body([1, 5, 3, False]), "notify flag must be true"),
+    (_body([1, 5, 3, True, True]), "5 fields, expected 3"),
 ])
 def test_malformed_frames_are_rejected_and_decoder_stays_usable(body, match):
     dec = MessageDecoder(CODEC)
