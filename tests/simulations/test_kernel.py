@@ -1,4 +1,8 @@
+import heapq
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulations.kernel import EventLimitExceeded, Kernel
 
@@ -56,3 +60,57 @@ def test_event_limit_stops_a_runaway():
 def test_bad_limit_rejected():
     with pytest.raises(ValueError):
         Kernel(max_events=0)
+
+
+def test_bucket_span_must_be_a_power_of_two():
+    with pytest.raises(ValueError, match="power of two"):
+        Kernel(bucket_span=0.3)
+    Kernel(bucket_span=0.25)
+
+
+@settings(max_examples=60, deadline=None)
+@given(plan=st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.0, 0.999, 3.75, 40.0, 1e-9]),
+                               st.integers(0, 3)), min_size=1, max_size=60),
+       span=st.sampled_from([0.25, 1.0, 4.0]),
+       stops=st.lists(st.floats(0, 200), max_size=4))
+def test_the_order_is_that_of_one_heap_over_time_and_insertion(plan, span, stops):
+    """Near events in the heap, far ones in buckets: the trace equals a plain heap's."""
+    def trace(kernel_cls):
+        k = kernel_cls()
+        seen = []
+        todo = iter(range(10_000))
+
+        def ev(tag, depth, _):
+            seen.append((k.now, tag))
+            if depth:
+                for delay, d in plan[tag % len(plan):][:2]:
+                    k.after(delay, ev, next(todo), min(depth - 1, d))
+
+        for i, (delay, depth) in enumerate(plan):
+            k.at(delay * (i % 3), ev, next(todo), depth)
+        for until in sorted(stops):
+            k.run(until)
+        k.run(10_000.0)
+        return seen
+
+    class OneHeap:
+        def __init__(self):
+            self.now, self.heap, self.seq = 0.0, [], 0
+
+        def at(self, t, fn, a=None, b=None, c=None):
+            self.seq += 1
+            heapq.heappush(self.heap, (max(t, self.now), self.seq, fn, a, b, c))
+
+        def after(self, d, fn, a=None, b=None, c=None):
+            self.at(self.now + d, fn, a, b, c)
+
+        def run(self, until):
+            while self.heap and self.heap[0][0] <= until:
+                t, _, fn, a, b, c = heapq.heappop(self.heap)
+                self.now = t
+                fn(a, b, c)
+            self.now = max(self.now, until)
+
+    bucketed = trace(lambda: Kernel(bucket_span=span))
+    assert bucketed == trace(OneHeap)
+    assert len(bucketed) >= len(plan)
