@@ -4,6 +4,7 @@ of ``ringmesh cluster up --domain``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 
@@ -20,7 +21,7 @@ from ring.live.tls import RingTls
 
 from .cert_trust import PeerCertificateVerifier, TrustError
 from .cluster import EdgeCluster
-from .edgeconfig import EdgeNodeConfig, load_edge_config
+from .edgeconfig import EdgeNodeConfig, load_edge_config, with_direct_tls_port
 from .s2s_events import S2SConfig
 from .s2s_shell import S2SNode
 from .s2s_tls import S2STLS, TLSConfigError
@@ -41,8 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", action="append", help="override [node] bootstrap (repeat)")
     p.add_argument("--admin", help="override [node] admin")
     p.add_argument("--s2s-listen", help="override [edge] s2s_listen (host:port)")
+    p.add_argument("--s2s-tls-port", type=int, metavar="PORT",
+                   help="also listen for direct TLS s2s (XEP-0368) on PORT, same host as s2s_listen")
     p.add_argument("--peer", action="append", default=[], metavar="DOMAIN=HOST:PORT",
-                   help="add a static s2s route (repeat)")
+                   help="add a static s2s route (repeat); tls:HOST:PORT for direct TLS, "
+                        "comma-separated addresses are tried in order")
     p.add_argument("--insecure-plain", action="store_true", help="plain ring links (labs only)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any configuration value, e.g. edge.announce_interval=2")
@@ -82,8 +86,15 @@ def build_node(cfg: EdgeNodeConfig, extra_peers: list[str] | None = None) -> Sta
         peers.update(parse_overrides(extra_peers or []))
         s2s_tls = make_s2s_tls(cfg)
         s2s_cfg = S2SConfig(e.domains, e.dialback_secret or b"", subdomains=e.router.subdomains,
-                            tls=s2s_tls is not None, require_tls=e.require_tls, sasl_external=e.sasl_external)
-        s2s = S2SNode(s2s_cfg, PeerResolver(peers, use_dns=e.use_dns), tls=s2s_tls)
+                            tls=s2s_tls is not None, require_tls=e.require_tls, sasl_external=e.sasl_external,
+                            secure_auth=e.secure_auth, secure_domains=e.secure_domains,
+                            insecure_domains=e.insecure_domains, max_streams_per_ip=e.max_streams_per_ip,
+                            max_unauthenticated_streams=e.max_unauthenticated_streams)
+        direct = None
+        if e.s2s_tls_listen is not None:
+            tls_host, tls_port = parse_hostport(e.s2s_tls_listen, what="[edge] s2s_tls_listen")
+            direct = (tls_host or "0.0.0.0", tls_port)
+        s2s = S2SNode(s2s_cfg, PeerResolver(peers, use_dns=e.use_dns), tls=s2s_tls, direct_tls_listen=direct)
     return StanzaNode(live, e.router, s2s=s2s)
 
 
@@ -99,6 +110,8 @@ def cmd_edge_run(args: argparse.Namespace) -> int:
         overrides.append(f'edge.s2s_listen="{args.s2s_listen}"')
     cfg = load_edge_config(args.config, overrides=overrides, listen=args.listen, advertise=args.advertise,
                            bootstrap=args.bootstrap, admin=args.admin, insecure_plain=args.insecure_plain)
+    if args.s2s_tls_port is not None:
+        cfg = dataclasses.replace(cfg, edge=with_direct_tls_port(cfg.edge, args.s2s_tls_port))
     setup_logging(args.node_log_level or cfg.node.log_level or args.log_level)
     node = build_node(cfg, args.peer)
     host, port = ("127.0.0.1", 0)
@@ -125,8 +138,12 @@ def add_cluster_options(p: argparse.ArgumentParser) -> None:
                    help="an XMPP domain the ring serves (repeat); makes node 0 an s2s edge")
     p.add_argument("--s2s-port", type=int, default=0, help="the edge's s2s port on 127.0.0.1 "
                    "(further edges take the next ports; default: any free port)")
+    p.add_argument("--s2s-tls-port", type=int, default=None, metavar="PORT",
+                   help="the edge's direct TLS (XEP-0368) s2s port on 127.0.0.1 (further edges take the "
+                        "next ports; 0: any free port; default: no direct TLS listener)")
     p.add_argument("--peer", action="append", default=[], metavar="DOMAIN=HOST:PORT",
-                   help="map a remote XMPP domain to an s2s address, no DNS (repeat)")
+                   help="map a remote XMPP domain to an s2s address, no DNS (repeat); tls:HOST:PORT "
+                        "for direct TLS, comma-separated addresses are tried in order")
     p.add_argument("--edges", type=int, default=1, help="how many nodes are edges (default 1)")
     p.add_argument("--plain-s2s", action="store_true", help="no STARTTLS on s2s (labs only)")
     p.add_argument("--dialback-secret", help="the edges' shared dialback secret (default: random)")
@@ -137,6 +154,11 @@ def cmd_cluster_up_xmpp(args: argparse.Namespace) -> int:
         raise ValueError("--edges must be between 1 and --nodes")
     if args.s2s_port and not 0 < args.s2s_port + args.edges - 1 < 65536:
         raise ValueError("--s2s-port out of range")
+    if args.s2s_tls_port is not None:
+        if args.plain_s2s:
+            raise ValueError("--s2s-tls-port (direct TLS) cannot go with --plain-s2s")
+        if args.s2s_tls_port and not 0 < args.s2s_tls_port + args.edges - 1 < 65536:
+            raise ValueError("--s2s-tls-port out of range")
     setup_logging(args.log_level if args.log_level != "info" else "warning")
     return trio.run(_cluster_up_xmpp, args)
 
@@ -150,17 +172,22 @@ async def _cluster_up_xmpp(args: argparse.Namespace) -> int:
                           s2s_tls=not args.plain_s2s, dialback_secret=secret,
                           peers=parse_overrides(args.peer), workdir=args.workdir)
     ports = [args.s2s_port + i for i in range(args.edges)] if args.s2s_port else None
+    tls_ports = None
+    if args.s2s_tls_port is not None:
+        tls_ports = [args.s2s_tls_port + i if args.s2s_tls_port else 0 for i in range(args.edges)]
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 t0 = trio.current_time()
-                await cluster.start(nursery, s2s_ports=ports)
+                await cluster.start(nursery, s2s_ports=ports, s2s_tls_ports=tls_ports)
                 sp = cluster.config.space
                 names = cluster.by_name()
                 print(f"{args.nodes} live XMPP ring nodes on loopback for {', '.join(sorted(domains))} "
                       f"({'mutual TLS' if cluster.tls else 'plain TCP'} between nodes)")
                 for sn in sorted(cluster.stanza_nodes, key=lambda s: s.live.node_id):
                     role = f"s2s 127.0.0.1:{sn.s2s_port}" if sn.is_edge else ""
+                    if sn.is_edge and sn.s2s.direct_tls_port is not None:
+                        role += f", direct TLS 127.0.0.1:{sn.s2s.direct_tls_port}"
                     print(f"  {sn.name:<7} {sp.short(sn.live.node_id):<9} {sn.live.addr:<22} "
                           f"admin {sn.live.admin_addr:<22} {role}")
                 await cluster.wait_ready(30)

@@ -73,12 +73,18 @@ class EdgeCluster(LocalCluster):
         return live
 
     async def start(self, nursery: trio.Nursery, *, batch: int = 8, s2s_host: str = "127.0.0.1",
-                    s2s_ports: list[int] | None = None) -> None:
+                    s2s_ports: list[int] | None = None, s2s_tls_ports: list[int] | None = None) -> None:
         """Start the ring (as LocalCluster does), then stanza handling and the edges' s2s
-        listeners (``s2s_ports[i]`` for edge i, default: any free port)."""
+        listeners (``s2s_ports[i]`` for edge i, default: any free port). ``s2s_tls_ports[i]``
+        gives edge i a direct TLS (XEP-0368) listener too (0: any free port)."""
         await super().start(nursery, batch=batch)
         ports = list(s2s_ports or [])
+        tls_ports = list(s2s_tls_ports or [])
+        if tls_ports and self.s2s_tls is None:
+            raise ValueError("direct TLS listeners need s2s TLS")
         for i, sn in enumerate(self.stanza_nodes):
+            if sn.s2s is not None and i < len(tls_ports):
+                sn.s2s.direct_tls_listen = (s2s_host, tls_ports[i])
             port = ports[i] if i < len(ports) else 0
             await sn.attach(nursery, s2s_host=s2s_host, s2s_port=port)
 
@@ -92,8 +98,8 @@ class EdgeCluster(LocalCluster):
     def by_name(self) -> dict[int, str]:
         return {sn.live.node_id: sn.name for sn in self.stanza_nodes}
 
-    def add_peer(self, domain: str, host: str, port: int) -> None:
-        self.resolver.overrides[domain] = Target(host, port)
+    def add_peer(self, domain: str, host: str, port: int, *, direct_tls: bool = False) -> None:
+        self.resolver.overrides[domain] = Target(host, port, direct_tls)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
         """Edges stop federating and announcing, then every node leaves the ring."""

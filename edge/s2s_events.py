@@ -29,6 +29,16 @@ class S2SConfig:
     under them is served too. ``tls`` means the edge has a certificate: it offers STARTTLS
     as receiving server and asks for it as initiating server. ``require_tls`` refuses
     dialback and stanzas on unencrypted streams.
+
+    ``secure_auth`` (as Prosody's ``s2s_secure_auth``): a peer domain must prove itself with
+    a certificate that chains to our trust roots and names it; dialback alone is refused, in
+    both directions. ``secure_domains`` asks that of some domains only, ``insecure_domains``
+    exempts some from a global ``secure_auth``.
+
+    ``max_streams_per_ip`` and ``max_unauthenticated_streams`` cap inbound connections (see
+    :mod:`edge.conn_limits`): a hosting provider may hold one stream per virtual host from a
+    single address, so the per-address cap is generous; streams that have not authenticated
+    cost us TLS handshakes and dialback look-ups for nothing, so they are capped in total.
     """
 
     domains: frozenset[str]
@@ -47,7 +57,26 @@ class S2SConfig:
     max_pending_verifications: int = 64  # per stream
     max_domain_pairs: int = 256  # authenticated (remote, local) pairs per stream
     max_queued_stanzas: int = 1024  # outbound, while the stream is not yet authenticated
+    secure_auth: bool = False
+    secure_domains: frozenset[str] = frozenset()
+    insecure_domains: frozenset[str] = frozenset()
+    max_streams_per_ip: int = 128  # inbound streams open at once from one remote address
+    max_unauthenticated_streams: int = 256  # inbound streams not yet authenticated, all addresses
     lang: str = "en"
+
+    def __post_init__(self) -> None:
+        if self.max_streams_per_ip < 1 or self.max_unauthenticated_streams < 1:
+            raise ValueError("max_streams_per_ip and max_unauthenticated_streams must be at least 1")
+        if (self.secure_auth or self.secure_domains) and not self.tls:
+            raise ValueError("secure_auth and secure_domains need TLS (a certificate) on s2s")
+
+    def requires_secure_auth(self, domain: str | None) -> bool:
+        """Whether ``domain`` must authenticate with a valid certificate (never dialback alone)."""
+        if domain is None:
+            return self.secure_auth
+        if domain in self.secure_domains:
+            return True
+        return self.secure_auth and domain not in self.insecure_domains
 
     def serves(self, domain: str) -> bool:
         if domain in self.domains:
@@ -92,6 +121,18 @@ class AuthenticationFailed:
 
     remote: str
     local: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecureAuthRefused:
+    """``remote`` must authenticate with a certificate (``S2SConfig.secure_auth``) and could
+    not: unencrypted, or its certificate is untrusted or names someone else. The stream is
+    closed with a stream error (inbound) or before authenticating (outbound)."""
+
+    remote: str
+    local: str | None
+    inbound: bool
     reason: str
 
 
@@ -201,7 +242,7 @@ class StreamClosed:
 
 
 Event = (
-    StreamOpened | StartTLS | Authenticated | AuthenticationFailed | KeyToVerify | KeyVerified
+    StreamOpened | StartTLS | Authenticated | AuthenticationFailed | SecureAuthRefused | KeyToVerify | KeyVerified
     | VerifyAnswered | StanzaReceived | StanzaRejected | StanzasUnsent | StreamErrorReceived
     | StreamClosed
 )

@@ -14,6 +14,16 @@ Roles served on one inbound stream (XEP-0220 names):
   rules, :mod:`edge.cert_names`) authenticates with its certificate alone. Any other
   certificate only means EXTERNAL is neither offered nor accepted: dialback remains.
 
+With XEP-0368 *direct TLS* the driver runs the TLS handshake before the machine exists and
+hands it the verdict (and the TLS server name the peer asked for, SNI): the stream is secure
+from its first header, so STARTTLS is never offered, while SASL EXTERNAL and dialback work
+as after STARTTLS. A header without ``to`` is taken to address the SNI name.
+
+*Secure auth* (``S2SConfig.secure_auth``/``secure_domains``): a peer domain that must prove
+itself with a certificate is refused with ``not-authorized`` (``policy-violation`` when the
+stream is not even encrypted) as soon as the machine knows its name and verdict, and never
+authenticates by dialback alone; a :class:`SecureAuthRefused` event says why.
+
 Every stanza is checked against the authenticated (remote, local) pairs: a ``from`` domain
 the stream did not authenticate is ``invalid-from``, a ``to`` we do not serve is
 ``host-unknown``, a missing address is ``improper-addressing``.
@@ -37,6 +47,7 @@ from .s2s_events import (
     AuthMethod,
     KeyToVerify,
     S2SConfig,
+    SecureAuthRefused,
     StanzaReceived,
     StanzaRejected,
     StartTLS,
@@ -86,9 +97,20 @@ class InboundStream(S2SStreamBase):
     _TRANSITIONS = _TRANSITIONS
     _CLOSED_STATES = frozenset({S.CLOSED})
 
-    def __init__(self, config: S2SConfig, now: float, id_factory: Callable[[], str]) -> None:
+    def __init__(self, config: S2SConfig, now: float, id_factory: Callable[[], str], *,
+                 tls: PeerCertificate | None = None, server_name: str | None = None) -> None:
+        """``tls``: the stream runs over direct TLS (XEP-0368) and this is the verdict on the
+        peer's certificate (:meth:`PeerCertificate.none` if it sent none); ``server_name``:
+        the SNI name the peer asked for in that handshake."""
         super().__init__(config, now, id_factory)
         self.state = S.EXPECT_HEADER
+        self.direct_tls = tls is not None
+        self.server_name: str | None = None
+        if server_name:
+            try:
+                self.server_name = prepare_domain(server_name)
+            except JIDError:
+                self.server_name = None
         self.stream_id: str | None = None
         self.local_domain: str | None = None  # the 'to' of the peer's header
         self.peer_domain: str | None = None  # the 'from' of the peer's header, if given
@@ -99,6 +121,9 @@ class InboundStream(S2SStreamBase):
         self._header_sent = False
         self._pending: dict[tuple[str, str], float] = {}  # (originating, receiving) -> deadline
         self._keys = DialbackKeys(config.dialback_secret)
+        if tls is not None:
+            self.secure = True
+            self.peer_certificate = tls
 
     # -- driver API -------------------------------------------------------------------------
 
@@ -152,7 +177,7 @@ class InboundStream(S2SStreamBase):
         to, frm = header.get("to"), header.get("from")
         self.stream_id = self._id_factory()
         try:
-            self.local_domain = prepare_domain(to) if to else None
+            self.local_domain = prepare_domain(to) if to else self.server_name
         except JIDError:
             self.local_domain = None
         try:
@@ -169,6 +194,8 @@ class InboundStream(S2SStreamBase):
             raise StreamError(StreamCondition.HOST_UNKNOWN, f"{self.local_domain} is not served here")
         if frm and not self.peer_domain:
             raise StreamError(StreamCondition.INVALID_FROM, "invalid 'from' domain")
+        if self.secure and self.peer_domain is not None:
+            self._check_secure_auth(self.peer_domain)  # the verdict is known: refuse at once
         self._events.append(StreamOpened(self.stream_id, self.peer_domain, self.local_domain, self.secure))
         if header.get("version") is not None:
             self._write_element(self._features())
@@ -177,16 +204,18 @@ class InboundStream(S2SStreamBase):
     def _features(self) -> etree._Element:
         cfg = self.config
         feats = etree.Element(f"{{{NS_STREAMS}}}features", nsmap={"stream": NS_STREAMS})
+        must_prove = cfg.requires_secure_auth(self.peer_domain)
         if not self.secure and cfg.tls:
             tls = etree.SubElement(feats, f"{{{NS_TLS}}}starttls", nsmap={None: NS_TLS})
-            if cfg.require_tls:
+            if cfg.require_tls or (must_prove and self.peer_domain is not None):
                 etree.SubElement(tls, f"{{{NS_TLS}}}required")
         if self._sasl_done:
             return feats
         if self.secure and cfg.sasl_external and self.peer_certificate.valid_for(self.peer_domain):
             mechs = etree.SubElement(feats, f"{{{NS_SASL}}}mechanisms", nsmap={None: NS_SASL})
             etree.SubElement(mechs, f"{{{NS_SASL}}}mechanism").text = "EXTERNAL"
-        if cfg.dialback and (self.secure or not cfg.require_tls):
+        if cfg.dialback and (self.secure or not cfg.require_tls) and not (
+                must_prove and self.peer_domain is not None and not self.secure):
             db = etree.SubElement(feats, f"{{{NS_DIALBACK_FEATURE}}}dialback", nsmap={None: NS_DIALBACK_FEATURE})
             etree.SubElement(db, f"{{{NS_DIALBACK_FEATURE}}}errors")
         if cfg.bidi and not self.bidi:
@@ -256,6 +285,12 @@ class InboundStream(S2SStreamBase):
             return S.OPEN
         if self.peer_domain is not None and originating != self.peer_domain and not self.authenticated:
             raise StreamError(StreamCondition.INVALID_FROM, "dialback domain differs from the stream's")
+        if self._secure_auth_problem(originating):
+            # Alone on the stream: a stream error ends it. Beside authenticated pairs: refuse this one.
+            self._check_secure_auth(originating, raise_error=not self.authenticated)
+            self._write_element(db_element("result", receiving, originating, type="error", error="not-authorized",
+                                           error_type="auth"))
+            return S.OPEN
         key = (element.text or "").strip()
         if not key or len(key) > MAX_KEY_CHARS:
             raise StreamError(StreamCondition.NOT_AUTHORIZED, "missing or oversized dialback key")
@@ -322,6 +357,31 @@ class InboundStream(S2SStreamBase):
         return S.OPEN
 
     # -- internals --------------------------------------------------------------------------
+
+    def _secure_auth_problem(self, domain: str) -> str:
+        """Why ``domain`` may not authenticate here under secure auth ('' if it may)."""
+        if not self.config.requires_secure_auth(domain):
+            return ""
+        if not self.secure:
+            return "the stream is not encrypted"
+        if self.peer_certificate.valid_for(domain):
+            return ""
+        return f"its certificate is {self.peer_certificate}"
+
+    def _check_secure_auth(self, domain: str, raise_error: bool = True) -> None:
+        """Refuse ``domain`` if it must, and cannot, prove itself with its certificate: a
+        :class:`SecureAuthRefused` event and (``raise_error``) the stream error that ends it."""
+        problem = self._secure_auth_problem(domain)
+        if not problem:
+            return
+        self._events.append(SecureAuthRefused(domain, self.local_domain, True, problem))
+        if not raise_error:
+            return
+        if not self.secure:
+            raise StreamError(StreamCondition.POLICY_VIOLATION,
+                              f"{domain} must use an encrypted stream and authenticate with its certificate")
+        raise StreamError(StreamCondition.NOT_AUTHORIZED,
+                          f"{domain} must authenticate with a certificate we trust; {problem}")
 
     def _authorize(self, remote: str, local: str, method: AuthMethod) -> None:
         if len(self.authenticated) >= self.config.max_domain_pairs:

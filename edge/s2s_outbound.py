@@ -11,6 +11,17 @@ event. A stream opened only for that (``authenticate=False``) never sends ``<db:
 
 Stanzas given before the stream is authenticated wait in a bounded queue and are flushed in
 order once it is; if authentication fails they come back in :class:`StanzasUnsent`.
+
+Direct TLS (XEP-0368): the driver connects with TLS from the first byte and calls
+:meth:`OutboundStream.start` with its verdict on the peer's certificate; the stream is then
+secure from the start and never asks for STARTTLS.
+
+Secure auth (``S2SConfig.secure_auth``/``secure_domains``): to a remote domain that must prove
+itself, the stream goes only encrypted, and only once the peer's certificate is trusted and
+names the domain; otherwise it ends with a ``not-authorized`` (or, unencrypted,
+``policy-violation``) stream error and a :class:`SecureAuthRefused` event, and the queued
+stanzas come back. Streams opened only to verify a dialback key are exempt: they
+authenticate nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from collections.abc import Callable
 
 from lxml import etree
 
+from .cert_names import PeerCertificate
 from .dialback import DialbackKeys
 from .errors import LocalProtocolError, StreamCondition, StreamError
 from .jid import JIDError, parse_jid, prepare_domain
@@ -30,6 +42,7 @@ from .s2s_events import (
     AuthMethod,
     KeyVerified,
     S2SConfig,
+    SecureAuthRefused,
     StanzaReceived,
     StanzasUnsent,
     StartTLS,
@@ -94,7 +107,7 @@ class OutboundStream(S2SStreamBase):
 
     def __init__(self, config: S2SConfig, local: str, remote: str, now: float,
                  id_factory: Callable[[], str] = lambda: "", *, authenticate: bool = True,
-                 have_certificate: bool | None = None, direct_tls: bool = False) -> None:
+                 have_certificate: bool | None = None) -> None:
         super().__init__(config, now, id_factory)
         self.local = prepare_domain(local)
         self.remote = prepare_domain(remote)
@@ -111,22 +124,38 @@ class OutboundStream(S2SStreamBase):
         self._verifies: dict[tuple[str, str, str], float] = {}  # (originating, receiving, id)
         self._verify_requests: list[etree._Element] = []  # waiting for negotiation
         self._keys = DialbackKeys(config.dialback_secret)
-        self.secure = direct_tls  # XEP-0368: TLS already runs under the stream
+        self.direct_tls = False
+        self.peer_certificate = PeerCertificate.none()
+        self.must_prove = authenticate and config.requires_secure_auth(self.remote)
 
     # -- driver API -------------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
-        """The transport is connected (and, for direct TLS, the handshake done): open."""
+    def start(self, now: float, tls: PeerCertificate | None = None) -> None:
+        """The transport is connected: open. ``tls``: it runs direct TLS (XEP-0368), the
+        handshake is done and this is the verdict on the peer's certificate."""
         self._require_local_use(self.state is S.IDLE, "start")
         self._now = now
+        if tls is not None:
+            self.direct_tls = self.secure = True
+            self.peer_certificate = tls
         self._send_header()
+        if tls is not None:
+            self._check_certificate()
 
-    def tls_established(self, now: float) -> None:
+    def tls_established(self, now: float, peer_certificate: PeerCertificate | None = None) -> None:
+        """STARTTLS is done; ``peer_certificate`` is the driver's verdict on the peer's."""
         self._require_local_use(self.state is S.TLS_HANDSHAKE, "tls_established")
         self._now = now
         self.secure = True
+        self.peer_certificate = peer_certificate or PeerCertificate.none()
         self._restart_parser()
         self._send_header()
+        self._check_certificate()
+
+    def _check_certificate(self) -> None:
+        """Secure auth: the peer's certificate must be trusted and name the remote domain."""
+        if self.must_prove and not self.peer_certificate.valid_for(self.remote):
+            self._refuse_insecure(StreamCondition.NOT_AUTHORIZED, f"its certificate is {self.peer_certificate}")
 
     def send_stanza(self, element: etree._Element) -> None:
         """Send (or queue until authenticated) a stanza from ``local`` to ``remote``."""
@@ -190,6 +219,9 @@ class OutboundStream(S2SStreamBase):
         self._events.append(StreamOpened(self.stream_id, frm, header.get("to"), self.secure))
         if header.get("version") is None:
             # A pre-1.0 peer sends no features: dialback is all it speaks.
+            if self.must_prove and not self.secure:
+                self._refuse_insecure(StreamCondition.POLICY_VIOLATION, "it offers no encryption we can use")
+                return S.FAILED
             self._offered_dialback = True
             return self._after_negotiation()
         return S.EXPECT_FEATURES
@@ -201,6 +233,9 @@ class OutboundStream(S2SStreamBase):
         if not self.secure and starttls is not None and self.config.tls:
             self._write_element(etree.Element(f"{{{NS_TLS}}}starttls", nsmap={None: NS_TLS}))
             return S.EXPECT_PROCEED
+        if not self.secure and self.must_prove:
+            self._refuse_insecure(StreamCondition.POLICY_VIOLATION, "it offers no encryption we can use")
+            return S.FAILED
         if not self.secure and (self.config.require_tls or (starttls is not None and starttls.find(f"{{{NS_TLS}}}required") is not None)):
             raise StreamError(StreamCondition.POLICY_VIOLATION, "TLS required but not available")
         if self.config.bidi and features.find(f"{{{NS_BIDI_FEATURE}}}bidi") is not None and not self.bidi:
@@ -315,6 +350,11 @@ class OutboundStream(S2SStreamBase):
             self._write_element(el)
         self._verify_requests.clear()
         return S.READY
+
+    def _refuse_insecure(self, condition: StreamCondition, problem: str) -> None:
+        self._events.append(SecureAuthRefused(self.remote, self.local, False, problem))
+        self._events.append(AuthenticationFailed(self.remote, self.local, f"secure auth: {problem}"))
+        self.fail(condition, f"{self.remote} must authenticate with a certificate we trust; {problem}")
 
     def _fail_auth(self, reason: str) -> None:
         self._events.append(AuthenticationFailed(self.remote, self.local, reason))

@@ -9,6 +9,12 @@ judged by :class:`edge.cert_trust.PeerCertificateVerifier` once the handshake is
 is what lets a peer whose certificate carries only the serverAuth purpose authenticate with
 SASL EXTERNAL (XEP-0178), and what keeps a bad certificate from ever breaking a connection:
 the stream merely falls back to dialback.
+
+Direct TLS (XEP-0368) uses contexts of its own that negotiate ALPN ``xmpp-server``: the
+client offers it, the server selects it, and refuses a client that offers other protocols
+only (an HTTPS client sent to the wrong port, say) with a fatal alert; a client that offers
+no ALPN at all is served, as many servers' outbound code does not offer it. STARTTLS streams
+are already XMPP by then and negotiate no ALPN.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from .tls_stream import OpenSSLStream
 
 log = logging.getLogger(__name__)
 SELF_SIGNED_DAYS = 365
+ALPN_XMPP_SERVER = b"xmpp-server"
 _OPTIONS = (SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_IGNORE_UNEXPECTED_EOF
             | SSL.OP_CIPHER_SERVER_PREFERENCE)
 
@@ -43,6 +50,18 @@ class TLSConfigError(ValueError):
 def _accept_any(connection: SSL.Connection, cert: crypto.X509, errnum: int, depth: int, ok: int) -> bool:
     """Handshake-time verification: accept, the verdict comes after (see module docstring)."""
     return True
+
+
+class ALPNMismatch(SSL.Error):
+    """The client offered ALPN protocols, none of them ``xmpp-server``."""
+
+
+def _select_xmpp_server(connection: SSL.Connection, offered: list[bytes]) -> bytes:
+    if ALPN_XMPP_SERVER in offered:
+        return ALPN_XMPP_SERVER
+    # Raising makes OpenSSL send a fatal alert; pyOpenSSL re-raises it from the handshake.
+    raise ALPNMismatch(f"client offered ALPN {[p.decode('ascii', 'replace') for p in offered[:8]]}, "
+                       f"not xmpp-server")
 
 
 class S2STLS:
@@ -61,6 +80,10 @@ class S2STLS:
         self.verifier = verifier or PeerCertificateVerifier()
         self._server = self._context(SSL.TLS_SERVER_METHOD, key)
         self._client = self._context(SSL.TLS_CLIENT_METHOD, key)
+        self._direct_server = self._context(SSL.TLS_SERVER_METHOD, key)
+        self._direct_server.set_alpn_select_callback(_select_xmpp_server)
+        self._direct_client = self._context(SSL.TLS_CLIENT_METHOD, key)
+        self._direct_client.set_alpn_protos([ALPN_XMPP_SERVER])
 
     @classmethod
     def from_files(cls, certificate: StrPath, private_key: StrPath, *, cafile: StrPath | Sequence[StrPath] | None = None,
@@ -133,13 +156,20 @@ class S2STLS:
         return ctx
 
     async def start(self, transport: trio.abc.Stream, *, server_side: bool, server_name: str | None = None,
-                    at: _dt.datetime | None = None) -> tuple[OpenSSLStream, PeerCertificate]:
+                    at: _dt.datetime | None = None, direct: bool = False) -> tuple[OpenSSLStream, PeerCertificate]:
         """Run the TLS handshake over ``transport`` and judge the peer's certificate.
 
-        Raises ``trio.BrokenResourceError`` if the handshake fails; a certificate we do not
-        trust is *not* a failure (see the returned verdict).
+        ``direct``: XEP-0368 direct TLS, with ALPN ``xmpp-server`` (see the module docstring);
+        the SNI name a client asked for is then the stream's ``server_name``.
+
+        Raises ``trio.BrokenResourceError`` if the handshake fails (an ALPN mismatch
+        included); a certificate we do not trust is *not* a failure (see the returned verdict).
         """
-        conn = SSL.Connection(self._server if server_side else self._client, None)
+        if direct:
+            context = self._direct_server if server_side else self._direct_client
+        else:
+            context = self._server if server_side else self._client
+        conn = SSL.Connection(context, None)
         if server_side:
             conn.set_accept_state()
         else:
@@ -149,6 +179,9 @@ class S2STLS:
                 conn.set_tlsext_host_name(sni.encode("ascii"))
         stream = OpenSSLStream(transport, conn)
         await stream.do_handshake()
+        if direct and not server_side and stream.alpn not in (None, ALPN_XMPP_SERVER.decode()):
+            await trio.aclose_forcefully(stream)
+            raise trio.BrokenResourceError(f"the server chose ALPN {stream.alpn!r}, not xmpp-server")
         return stream, self.judge(stream, at)
 
     def judge(self, stream: OpenSSLStream, at: _dt.datetime | None = None) -> PeerCertificate:

@@ -7,8 +7,10 @@ random choice, XEP-0368 direct-TLS preferred on ties) are pure and tested on the
 
 from __future__ import annotations
 
+import ipaddress
 import random
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .jid import prepare_domain
@@ -33,33 +35,79 @@ class SrvRecord:
     direct_tls: bool = False
 
 
+ROUTE_SCHEMES = {"tls": True, "starttls": False}  # scheme -> direct TLS
+
+
 def parse_target(text: str) -> Target:
-    """``"127.0.0.1:15269"``, ``"host"`` (port 5269) or ``"tls:host:5270"`` (direct TLS)."""
-    direct = text.startswith("tls:")
-    if direct:
-        text = text[4:]
+    """One s2s address: ``"HOST:PORT"`` or ``"HOST"`` (port 5269) for a stream that starts in
+    clear and negotiates STARTTLS, ``"tls:HOST:PORT"`` for XEP-0368 direct TLS (TLS from the
+    first byte; no default port, so it must be given). IPv6 hosts go in brackets."""
+    original = text
+    scheme, sep, rest = text.partition(":")
+    direct = False
+    if sep and scheme.lower() in ROUTE_SCHEMES:
+        direct = ROUTE_SCHEMES[scheme.lower()]
+        text = rest
+    elif sep and scheme.isalpha() and rest.count(":") == 1 and not rest.startswith("["):
+        # "ssl:host:5270", "tcp:host:5269": a scheme we do not know, not a host.
+        raise ValueError(f"unknown scheme {scheme!r} in peer address {original!r} "
+                         f"(use tls:HOST:PORT for direct TLS, HOST:PORT for STARTTLS)")
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        host, closed, tail = text[1:].partition("]")
+        if not closed or (tail and not tail.startswith(":")):
+            raise ValueError(f"invalid peer address {original!r}: expected [IPv6]:PORT")
+        port_text = tail[1:]
+    elif text.count(":") > 1:
+        raise ValueError(f"invalid peer address {original!r}: put an IPv6 address in brackets, [::1]:5269")
     else:
-        host, _, port_text = text.rpartition(":") if ":" in text else (text, "", "")
-    if not host:
-        raise ValueError(f"invalid peer address {text!r}")
-    port = int(port_text) if port_text else DEFAULT_S2S_PORT
-    if not 0 < port < 65536:
-        raise ValueError(f"invalid port in {text!r}")
-    return Target(host, port, direct)
+        host, _, port_text = text.partition(":")
+    if not host or not _valid_host(host):
+        raise ValueError(f"invalid host in peer address {original!r}")
+    if not port_text:
+        if direct:
+            raise ValueError(f"a direct TLS route needs a port: tls:HOST:PORT, got {original!r}")
+        port_text = str(DEFAULT_S2S_PORT)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"invalid port in peer address {original!r}")
+    return Target(host, int(port_text), direct)
 
 
-def parse_overrides(items: Mapping[str, str] | Iterable[str]) -> dict[str, Target]:
-    """From a config table ``{"peer.test": "127.0.0.1:15269"}`` or CLI ``peer.test=127.0.0.1:15269``."""
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in host.rstrip(".").split("."))
+
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def parse_route(value: str | Sequence[str]) -> tuple[Target, ...]:
+    """A static route: one address or several tried in order, as a list or comma-separated
+    (``"tls:127.0.0.1:5270, 127.0.0.1:5269"``: direct TLS first, STARTTLS if that fails)."""
+    items = [part.strip() for part in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    if not items or any(not item for item in items):
+        raise ValueError(f"empty address in route {value!r}")
+    if len(items) > MAX_TARGETS:
+        raise ValueError(f"a route may list at most {MAX_TARGETS} addresses")
+    return tuple(parse_target(item) for item in items)
+
+
+def parse_overrides(items: Mapping[str, str | Sequence[str]] | Iterable[str]) -> dict[str, tuple[Target, ...]]:
+    """From a config table ``{"peer.test": "127.0.0.1:15269"}`` or CLI ``peer.test=127.0.0.1:15269``;
+    each value is a route (:func:`parse_route`)."""
     pairs = items.items() if isinstance(items, Mapping) else (item.split("=", 1) for item in items)
     out = {}
     for pair in pairs:
         if len(pair) != 2:
             raise ValueError(f"expected DOMAIN=HOST:PORT, got {pair!r}")
-        domain, target = pair
-        out[prepare_domain(domain.strip())] = parse_target(target.strip())
+        domain, route = pair
+        try:
+            out[prepare_domain(domain.strip())] = parse_route(route)
+        except ValueError as exc:
+            raise ValueError(f"{domain.strip()}: {exc}") from None
     return out
 
 
@@ -121,10 +169,15 @@ def _dns_query(name: str) -> list[SrvRecord]:
     return [SrvRecord(r.priority, r.weight, r.port, r.target.to_text()) for r in list(answer)[:MAX_TARGETS]]
 
 
-class PeerResolver:
-    """Overrides first; DNS only for domains without one (and only if ``use_dns``)."""
+Route = Target | Sequence[Target]
 
-    def __init__(self, overrides: Mapping[str, Target] | None = None, *, use_dns: bool = True,
+
+class PeerResolver:
+    """Overrides first; DNS only for domains without one (and only if ``use_dns``).
+
+    An override is one :class:`Target` or several, tried in order."""
+
+    def __init__(self, overrides: Mapping[str, Route] | None = None, *, use_dns: bool = True,
                  query: Callable[[str], Iterable[SrvRecord]] | None = None) -> None:
         self.overrides = dict(overrides or {})
         self.use_dns = use_dns
@@ -134,7 +187,8 @@ class PeerResolver:
         """The answer without I/O, or None if DNS must be asked."""
         domain = prepare_domain(domain)
         if domain in self.overrides:
-            return [self.overrides[domain]]
+            route = self.overrides[domain]
+            return [route] if isinstance(route, Target) else list(route)
         if not self.use_dns:
             return []
         return None

@@ -83,6 +83,18 @@ class OpenSSLStream(trio.abc.Stream):
     def version(self) -> str:
         return self.connection.get_protocol_version_name()
 
+    @property
+    def server_name(self) -> str | None:
+        """The name the client asked for with SNI (server side), or None."""
+        name = self.connection.get_servername()
+        return name.decode("ascii", "replace") if name else None
+
+    @property
+    def alpn(self) -> str | None:
+        """The application protocol agreed with ALPN, or None if none was."""
+        proto = self.connection.get_alpn_proto_negotiated()
+        return proto.decode("ascii", "replace") if proto else None
+
     # -- trio.abc.Stream --------------------------------------------------------------------
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:

@@ -53,7 +53,7 @@ def test_the_edge_section_is_read_and_checked(tmp_path):
     assert cfg.node.name == "edge1" and cfg.node.ring.stabilize_interval == 0.5
     assert e.domains == frozenset({"ring.example", "other.example"}) and e.is_edge
     assert e.dialback_secret == b"a secret shared by every edge"
-    assert e.peers == {"peer.example": Target("127.0.0.1", 15269), "peer.test": Target("127.0.0.1", 5270, True)}
+    assert e.peers == {"peer.example": (Target("127.0.0.1", 15269),), "peer.test": (Target("127.0.0.1", 5270, True),)}
     assert e.router.announce_interval == 2.0 and e.router.edge_ttl == 7.0 and e.router.trace
     assert e.tls and e.certificate is None and not e.use_dns
 
@@ -73,7 +73,7 @@ def test_a_node_without_s2s_listen_hosts_entities_but_does_not_federate(tmp_path
 def test_an_edge_node_is_built_with_a_self_signed_certificate_by_default(tmp_path):
     node = build_node(load_edge_config(write(tmp_path, EDGE)), ["extra.test=127.0.0.1:9999"])
     assert node.is_edge and node.s2s.tls is not None and node.s2s.config.tls
-    assert node.s2s.resolver.overrides["extra.test"] == Target("127.0.0.1", 9999)
+    assert node.s2s.resolver.overrides["extra.test"] == (Target("127.0.0.1", 9999),)
     assert node.router.edge_domains == {"ring.example", "other.example"}
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import edge
 
-SANS_IO = ["jid", "errors", "cert_names", "rate_limit", "xmlstream", "stanza", "dialback", "s2s_events", "s2s_stream", "s2s_inbound",
+SANS_IO = ["jid", "errors", "cert_names", "conn_limits", "rate_limit", "xmlstream", "stanza", "dialback", "s2s_events", "s2s_stream", "s2s_inbound",
            "s2s_outbound", "srv", "services/__init__", "services/dispatch", "services/disco", "services/echo",
            "services/ping", "services/version", "payload", "registry", "router"]
 FORBIDDEN = {"trio", "socket", "time", "asyncio", "threading", "ssl", "selectors"}

@@ -8,9 +8,9 @@ from edge.srv import PeerResolver, SrvRecord, Target, lookup_srv, order_srv, par
 
 
 def test_override_forms():
-    assert parse_overrides({"Peer.Test": "127.0.0.1:15269"}) == {"peer.test": Target("127.0.0.1", 15269)}
+    assert parse_overrides({"Peer.Test": "127.0.0.1:15269"}) == {"peer.test": (Target("127.0.0.1", 15269),)}
     assert parse_overrides(["a.test=host", "b.test=tls:[::1]:5270"]) == {
-        "a.test": Target("host", 5269), "b.test": Target("::1", 5270, True)}
+        "a.test": (Target("host", 5269),), "b.test": (Target("::1", 5270, True),)}
     for bad in ("127.0.0.1:0", "127.0.0.1:70000", ":5269"):
         with pytest.raises(ValueError):
             parse_target(bad)
