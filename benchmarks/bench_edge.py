@@ -1,6 +1,6 @@
 """Edge node: stanzas/s accepted over s2s and delivered into a live ring, beside Prosody.
 
-    python -m benchmarks.bench_edge [--stanzas 100000] [--rounds 3] [--plain-ring] [--profile edge]
+    python -m benchmarks.bench_edge [--stanzas 100000] [--rounds 3] [--plain-ring] [--profile edge|nodes|all]
 
 One s2s sender, the same for both targets: a process running ringmesh's own outbound s2s
 stream machine, authenticated with XEP-0220 dialback (the target calls the sender's
@@ -25,7 +25,10 @@ Printed: both delivered rates and their ratio (goal: the edge at least twice Pro
 and each one's CPU per stanza (the edge process's own, split into ring and s2s shares) with
 that ratio too: on a machine with fewer cores than processes, shared with other work, the
 delivered rate of a five-process setup measures the scheduler as much as the code, while the
-CPU per stanza does not. ``--profile edge`` profiles the edge process while it measures.
+CPU per stanza does not. Beside them, every process's CPU per stanza (sender, edge, each
+ring node; sender and Prosody) and their sum: where the cores' time goes when there are
+fewer cores than processes. ``--profile edge`` (or ``nodes``, ``all``) profiles those ring
+node processes while they measure.
 """
 
 from __future__ import annotations
@@ -221,7 +224,7 @@ def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sen
 
             s = io.StringIO()
             pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)
-            text = s.getvalue()
+            text = f"\n== {role} ==\n{s.getvalue()}"
         conn.send(text)
 
     trio.run(main)
@@ -287,6 +290,13 @@ class C2SCounter:
         self.sock.close()
 
 
+def _box_busy() -> float:
+    """CPU seconds all processes of the machine have used so far (ours and anyone else's)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
 def _proc_cpu(pid: int) -> float:
     """User+system CPU seconds of a process and its children so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -332,7 +342,8 @@ def run_ring(args: argparse.Namespace, ctx, sender, tmp: str) -> dict:  # noqa: 
         files = (str(ca / "ca.pem"), str(cred.cert_path), str(cred.key_path))
         mine, theirs = ctx.Pipe()
         p = ctx.Process(target=_ring_proc, args=(r, files, boot, args.sender_port, theirs,
-                                                 args.profile == "edge" and r == "edge", args.plain_ring))
+                                                 args.profile in (r, "all") or (args.profile == "nodes" and r != "edge"),
+                                                 args.plain_ring))
         p.start()
         addr, s2s_port, node_id = mine.recv()
         conns[r], procs[r] = mine, p
@@ -363,18 +374,18 @@ def run_ring(args: argparse.Namespace, ctx, sender, tmp: str) -> dict:  # noqa: 
     rounds = []
     for _ in range(args.rounds):
         result = _measure(args, sender, ("127.0.0.1", edge_port, RING, jids), arrived,
-                          lambda: {r: _call(c, "stats")[1] for r, c in conns.items()},
+                          lambda: {"sender": _proc_cpu(args.sender_pid)} | {r: _proc_cpu(p.pid) for r, p in procs.items()},
                           lambda: [_call(c, "profile-on") for c in conns.values()],
                           lambda: [_call(c, "profile-off") for c in conns.values()])
         # The same envelopes originated at the edge without s2s: the ring's share of its cost.
         base = arrived()
-        cpu0, t0 = _call(conns["edge"], "stats")[1], time.monotonic()
+        cpu0, t0 = {r: _proc_cpu(p.pid) for r, p in procs.items()}, time.monotonic()
         _call(conns["edge"], "load")
         t_end = _wait(lambda: arrived() - base, args.stanzas, 300)
-        cpu1 = _call(conns["edge"], "stats")[1]
+        cpu1 = {r: _proc_cpu(p.pid) for r, p in procs.items()}
         if t_end is not None:
-            result["ring_only"] = {"rate": args.stanzas / (t_end - t0),
-                                   "cpu_us": (cpu1 - cpu0) / args.stanzas * 1e6}
+            per = {r: (cpu1[r] - cpu0[r]) / args.stanzas * 1e6 for r in cpu0}
+            result["ring_only"] = {"rate": args.stanzas / (t_end - t0), "cpu_us": per["edge"], "per": per}
         rounds.append(result)
     result = {"rounds": rounds, "core": {r: _call(c, "core") for r, c in conns.items()}}
     texts = [_call(c, "exit") for c in conns.values()]
@@ -420,7 +431,9 @@ def run_prosody(args: argparse.Namespace, sender, tmp: str) -> dict:  # noqa: AN
         try:
             pid = peer.proc.pid
             return {"rounds": [_measure(args, sender, ("127.0.0.1", peer.s2s_port, PROSODY, f"bob@{PROSODY}"),
-                                        lambda: client.count, lambda: {"prosody": _proc_cpu(pid)}, lambda: None,
+                                        lambda: client.count,
+                                        lambda: {"sender": _proc_cpu(args.sender_pid), "prosody": _proc_cpu(pid)},
+                                        lambda: None,
                                         lambda: None) for _ in range(args.rounds)]}
         finally:
             client.close()
@@ -440,19 +453,34 @@ def _measure(args, sender, target, count, cpu, prof_on, prof_off) -> dict:  # no
         raise RuntimeError(f"warm-up stanzas did not all arrive at {domain} ({count() - base}/{WARMUP})")
     base = count()
     prof_on()
-    cpu0, wall0 = cpu(), time.monotonic()
+    cpu0, wall0 = cpu() | {"box": _box_busy()}, time.monotonic()
     sender.send("go")
     t_end = _wait(lambda: count() - base, n, 300)
-    cpu1, wall1 = cpu(), time.monotonic()
+    cpu1, wall1 = cpu() | {"box": _box_busy()}, time.monotonic()
     prof_off()
     t0, t_sent = sender.recv()
     sender.send("close")
     if t_end is None:
         raise RuntimeError(f"only {count() - base} of {n} stanzas arrived at {domain}")
     wall = wall1 - wall0
-    return {"rate": n / (t_end - t0), "secs": t_end - t0, "sent_secs": t_sent - t0,
+    box = cpu1.pop("box") - cpu0.pop("box")
+    return {"rate": n / (t_end - t0), "secs": t_end - t0, "sent_secs": t_sent - t0, "box": box / wall,
             "cpu": {k: (cpu1[k] - cpu0[k]) / wall for k in cpu0},
             "cpu_us": {k: (cpu1[k] - cpu0[k]) / n * 1e6 for k in cpu0}}
+
+
+def _shares(cpu: dict[str, float]) -> str:
+    """Each process's CPU use during the measurement, as a share of one core."""
+    return "  ".join(f"{k} {v:.0%}" for k, v in cpu.items()) + f" (of {os.cpu_count()} cores)"
+
+
+def _per_process(rounds: list[dict], key: str) -> str:
+    """Median CPU per stanza of each process and of all of them (what a box with fewer
+    cores than processes divides among them: it bounds the delivered rate)."""
+    names = list(rounds[0][key])
+    per = {k: statistics.median(r[key][k] for r in rounds) for k in names}
+    total = statistics.median(sum(r[key].values()) for r in rounds)
+    return "  ".join(f"{k} {v:.1f}" for k, v in per.items()) + f"  = all {total:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -461,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=4, help="ring size, the edge included (>= 4)")
     ap.add_argument("--rounds", type=int, default=3, help="measurements per target (medians are compared)")
     ap.add_argument("--plain-ring", action="store_true", help="plain TCP between ring nodes instead of TLS")
-    ap.add_argument("--profile", choices=["edge"], default=None)
+    ap.add_argument("--profile", choices=["edge", "node1", "nodes", "all"], default=None,
+                    help="profile these ring node processes while they measure (nodes: all but the edge)")
     ap.add_argument("--skip-prosody", action="store_true", help="measure the edge only")
     args = ap.parse_args(argv)
     if args.nodes < 4:
@@ -471,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     mine, theirs = ctx.Pipe()
     sp = ctx.Process(target=_sender_proc, args=(theirs,))
     sp.start()
-    args.sender_port = mine.recv()
+    args.sender_port, args.sender_pid = mine.recv(), sp.pid
     try:
         with tempfile.TemporaryDirectory(prefix="ringmesh-bench-edge-") as tmp:
             ring = run_ring(args, ctx, mine, tmp)
@@ -490,11 +519,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} rounds, plain s2s with dialback, one sender; medians compared")
     rr = ring["rounds"]
     for i, r in enumerate(rr, 1):
-        cpu = "  ".join(f"{k} {v:.0%}" for k, v in r["cpu"].items())
         ro = r.get("ring_only", {})
         print(f"  edge round {i}: {r['rate']:,.0f} stanzas/s delivered ({r['secs']:.2f} s), edge CPU "
-              f"{r['cpu_us']['edge']:.1f} us/stanza; CPU shares {cpu}; ring alone {ro.get('rate', 0):,.0f}/s at "
-              f"{ro.get('cpu_us', 0):.1f} us/stanza")
+              f"{r['cpu_us']['edge']:.1f} us/stanza; CPU {_shares(r['cpu'])}, whole machine {r['box']:.0%}; ring alone {ro.get('rate', 0):,.0f}/s at "
+              f"{ro.get('cpu_us', 0):.1f} us/stanza at the edge")
     edge_rate = med(rr, lambda r: r["rate"])
     edge_us = med(rr, lambda r: r["cpu_us"]["edge"])
     ring_us = med([r for r in rr if "ring_only" in r], lambda r: r["ring_only"]["cpu_us"]) if any(
@@ -502,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  edge -> ring of {args.nodes}: {edge_rate:,.0f} stanzas/s delivered; the edge spends {edge_us:.1f} us "
           f"CPU per stanza ({ring_us:.1f} of them originating and acknowledging envelopes, "
           f"{edge_us - ring_us:.1f} s2s and stanza routing) -> {1e6 / edge_us:,.0f} stanzas/s on one core")
+    print(f"  CPU per delivered stanza, every process (medians, us): {_per_process(rr, 'cpu_us')}")
+    if all("ring_only" in r for r in rr):
+        print(f"      ring alone, envelopes originated at the edge (us): "
+              f"{_per_process([r['ring_only'] for r in rr], 'per')}")
     troubles = {r: c for r, c in ring["core"].items() if c}
     if troubles:
         print(f"      ring trouble counters (re-routes, duplicates...): {troubles}")
@@ -509,18 +541,19 @@ def main(argv: list[str] | None = None) -> int:
         pr = prosody["rounds"]
         for i, r in enumerate(pr, 1):
             print(f"  Prosody round {i}: {r['rate']:,.0f} stanzas/s delivered to the c2s client ({r['secs']:.2f} s), "
-                  f"{r['cpu_us']['prosody']:.1f} us CPU/stanza, CPU {r['cpu']['prosody']:.0%}")
+                  f"{r['cpu_us']['prosody']:.1f} us CPU/stanza, CPU {_shares(r['cpu'])}, whole machine {r['box']:.0%}")
         p_rate = med(pr, lambda r: r["rate"])
         p_us = med(pr, lambda r: r["cpu_us"]["prosody"])
         print(f"  Prosody 0.12 receiving: {p_rate:,.0f} stanzas/s delivered; {p_us:.1f} us CPU per stanza "
               f"-> {1e6 / p_us:,.0f} stanzas/s on one core")
+        print(f"  CPU per delivered stanza, every process (medians, us): {_per_process(pr, 'cpu_us')}")
         ratio, core_ratio = edge_rate / p_rate, p_us / edge_us
         print(f"  ratio edge / Prosody, delivered rates: {ratio:.2f}  (goal >= {GOAL_RATIO:g}: "
               f"{'met' if ratio >= GOAL_RATIO else 'NOT met'})")
         print(f"  ratio edge / Prosody, per core (CPU per stanza): {core_ratio:.2f}  "
               f"({'met' if core_ratio >= GOAL_RATIO else 'NOT met'})")
     if ring.get("profile"):
-        print(f"\nprofile of the edge process during the measured phase (tottime):\n{ring['profile']}")
+        print(f"\nprofiles of the ring node processes during the measured phases (tottime):\n{ring['profile']}")
     return 0
 
 
