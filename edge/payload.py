@@ -116,6 +116,8 @@ class PayloadCodec:
         self._packer = msgpack.Packer(use_bin_type=True)
         self._last_edge: int | None = None  # an edge encodes its own id into every payload
         self._last_meta: dict[str, bytes] = {}
+        self._last_raw_id: object = None  # the last id read, as bytes and as a number
+        self._last_read_id = 0
 
     # -- encoding -------------------------------------------------------------------------
 
@@ -175,6 +177,10 @@ class PayloadCodec:
             raise MalformedPayload(f"unsupported payload version {version!r}")
         if not isinstance(body, bytes) or not isinstance(meta, dict):
             raise MalformedPayload("payload body must be bytes and meta a map")
+        if kind == 1 and type(kind) is int:  # STANZA, the hot path: no enum lookup
+            self._check_stanza(body)
+            edge = meta.get("e")
+            return StanzaPayload(body, self._read_id(edge, "edge") if edge is not None else None)
         try:
             kind = PayloadKind(kind)
         except ValueError:
@@ -213,9 +219,12 @@ class PayloadCodec:
             raise MalformedPayload(f"stanza of {len(body)} bytes over {self.limits.max_stanza_bytes}")
 
     def _read_id(self, raw: object, what: str) -> int:
+        if raw == self._last_raw_id:  # most payloads name the same few edges
+            return self._last_read_id
         if not isinstance(raw, bytes) or len(raw) != self._idb:
             raise MalformedPayload(f"{what} id must be {self._idb} bytes")
-        return int.from_bytes(raw, "big")
+        self._last_raw_id, self._last_read_id = raw, int.from_bytes(raw, "big")
+        return self._last_read_id
 
     def _read_entry(self, raw_id: object, domains: object, ttl: object) -> EdgeEntry:
         lim = self.limits

@@ -206,9 +206,12 @@ def parse_stanza(data: bytes) -> etree._Element:
     if b"<!" in data or b"<?" in data:
         raise ValueError("DTDs, comments, CDATA and processing instructions are not allowed")
     try:
-        el = etree.fromstring(_WRAP_OPEN + data + _WRAP_CLOSE, _PARSER)[0]
-    except (etree.XMLSyntaxError, IndexError) as exc:
+        wrap = etree.fromstring(_WRAP_OPEN + data + _WRAP_CLOSE, _PARSER)
+    except etree.XMLSyntaxError as exc:
         raise ValueError(f"stanza does not parse: {exc}") from None
+    if len(wrap) != 1:
+        raise ValueError("a stanza payload holds exactly one element")
+    el = wrap[0]
     if stanza_kind(el) is None:
         raise ValueError(f"not a stanza: {el.tag!r}")
     return el
@@ -244,6 +247,7 @@ class StanzaRouter:
         self._out: list[Output] = []
         self._events: list[RouterEvent] = []
         self._keys: dict[str, int] = {}
+        self._edge_seen: dict[tuple[int, str], float] = {}  # (edge, domain) -> when we last told the directory
         self._inflight: dict[int, tuple[bytes, float]] = {}  # msg_id -> (stanza, sent at), for bounces
         self._pending: deque[_Pending] = deque()
         self._announce_at: float | None = None
@@ -497,17 +501,25 @@ class StanzaRouter:
         except (ValueError, JIDError) as exc:
             self._refuse(env.origin, str(exc))
             return
-        if sv.recipient is None or sv.sender is None:
+        rcpt = sv.recipient
+        if rcpt is None or sv.sender is None:
             self._refuse(env.origin, "stanza without from/to on the ring")
             return
-        if not self._is_ring(sv.recipient.domain):
+        if not self._is_ring(rcpt.domain):
             self._route(element, now, edge_hint=payload.edge, raw=payload.stanza)
             return
-        if payload.edge is not None and payload.edge != self.node_id:
-            self.directory.learn(payload.edge, (sv.recipient.domain,), now)
+        edge = payload.edge
+        if edge is not None and edge != self.node_id:
+            # Evidence that the edge lives, once a second per edge and domain is plenty.
+            seen = self._edge_seen
+            if now - seen.get((edge, rcpt.domain), -1.0) >= 1.0:
+                if len(seen) >= self.config.limits.max_edges:
+                    seen.clear()
+                seen[(edge, rcpt.domain)] = now
+                self.directory.learn(edge, (rcpt.domain,), now)
         self.stats.arrived += 1
-        self._events.append(StanzaArrived(element, env.origin, env.hops, env.trace, payload.edge))
-        for reply in self.services.handle(element):
+        self._events.append(StanzaArrived(element, env.origin, env.hops, env.trace, edge))
+        for reply in self.services.handle(element, sv):
             try:
                 rv = view(reply)
             except (ValueError, JIDError):
@@ -535,6 +547,7 @@ class StanzaRouter:
         avoid = payload.avoid
         if env.dest != self.node_id:
             self.directory.forget(env.dest, now)
+            self._edge_seen.clear()
             avoid = avoid + (env.dest,)
         elif self.node_id not in avoid:
             avoid = avoid + (self.node_id,)

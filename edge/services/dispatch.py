@@ -32,13 +32,15 @@ class RingServices:
             return False
         return r.local is None or (self.echo_entity and r.local == echo.LOCALPART)
 
-    def handle(self, element: etree._Element) -> list[etree._Element]:
-        """Replies (possibly none) to a stanza addressed to a ring domain or entity."""
-        try:
-            sv = view(element)
-        except JIDError:
-            reply = error_reply_raw(element, StanzaCondition.JID_MALFORMED)
-            return [reply] if reply is not None else []
+    def handle(self, element: etree._Element, sv: StanzaView | None = None) -> list[etree._Element]:
+        """Replies (possibly none) to a stanza addressed to a ring domain or entity
+        (``sv``: its view, when the caller has read it already)."""
+        if sv is None:
+            try:
+                sv = view(element)
+            except JIDError:
+                reply = error_reply_raw(element, StanzaCondition.JID_MALFORMED)
+                return [reply] if reply is not None else []
         if sv.sender is None:
             return []  # nowhere to answer
         bad = validate_iq(sv)

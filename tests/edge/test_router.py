@@ -251,7 +251,8 @@ def test_parse_stanza_accepts_stanzas_as_edges_forward_them():
     assert el.tag == "{jabber:server}message"
     el = parse_stanza(b'<iq xmlns="jabber:client" to="a@ring.test" from="b@p.test/r" id="1" type="get"/>')
     assert el.tag == "{jabber:client}iq"
-    for bad in (b"<?xml version='1.0'?><message/>", b"<!-- x --><message/>", b"<nonsense/>", b"<message>"):
+    for bad in (b"<?xml version='1.0'?><message/>", b"<!-- x --><message/>", b"<nonsense/>", b"<message>",
+                b"", b"text", b"<message/><message/>"):  # exactly one stanza per payload
         with pytest.raises(ValueError):
             parse_stanza(bad)
 
