@@ -196,6 +196,8 @@ class S2SNode:
                     return
                 stream, server_name = tls, tls.server_name
                 self._count_tls("in", verdict, direct=True)
+                log_event(events_log, logging.DEBUG, "s2s_direct_tls", direction="in", peer=address,
+                          sni=server_name, alpn=tls.alpn, version=tls.version)
             machine = InboundStream(self.config, trio.current_time(), self.id_factory, tls=verdict,
                                     server_name=server_name)
             conn = _Conn(machine, stream)

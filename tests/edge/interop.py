@@ -17,7 +17,7 @@ from edge.s2s_events import S2SConfig, StanzaReceived
 from edge.s2s_shell import S2SNode
 from edge.s2s_tls import S2STLS
 from edge.services import RingServices
-from edge.srv import PeerResolver, Target
+from edge.srv import PeerResolver, Target, parse_route
 
 from .peers import ClientResult, make_certificate, run_client
 
@@ -42,10 +42,15 @@ class Outcome:
 
 
 async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, password: str, ca=None,
-                    purposes=("server", "client")) -> Outcome:
+                    purposes=("server", "client"), direct_tls: bool = False, route=None,
+                    config_options: dict | None = None) -> Outcome:
     """Start an edge for ring.test and the peer (``make_peer(edge_port)``), run ``script`` as
-    ``user`` on the peer, stop everything."""
-    config = S2SConfig(frozenset({RING}), b"ring-shared-dialback-secret-0001", tls=tls)
+    ``user`` on the peer, stop everything.
+
+    ``direct_tls``: the edge listens for direct TLS too and the peer is made with
+    ``make_peer(edge_port, edge_direct_tls_port)``; ``route(peer)`` gives the edge's static
+    route to the peer (default: its STARTTLS port); ``config_options`` go to S2SConfig."""
+    config = S2SConfig(frozenset({RING}), b"ring-shared-dialback-secret-0001", tls=tls, **(config_options or {}))
     edge_tls_ = edge_tls(tmp_path, ca, purposes) if tls else None
     services = RingServices(frozenset({RING}))
     resolver = PeerResolver({}, use_dns=False)
@@ -58,11 +63,12 @@ async def run_story(tmp_path, make_peer, script, *, tls: bool, user: str, passwo
                 for reply in services.handle(event.element):
                     nursery.start_soon(node.send, reply)
 
-        node = S2SNode(config, resolver, on_stanza=on_stanza, tls=edge_tls_)
+        node = S2SNode(config, resolver, on_stanza=on_stanza, tls=edge_tls_,
+                       direct_tls_listen=(None, 0) if direct_tls else None)
         outcome.node = node
         port = await nursery.start(node.run)
-        peer = make_peer(port)
-        resolver.overrides[peer.domain] = Target("127.0.0.1", peer.s2s_port)
+        peer = make_peer(port, node.direct_tls_port) if direct_tls else make_peer(port)
+        resolver.overrides[peer.domain] = parse_route(route(peer)) if route else Target("127.0.0.1", peer.s2s_port)
         await trio.to_thread.run_sync(peer.start)
         try:
             with trio.fail_after(90):

@@ -65,33 +65,40 @@ def wait_for_port(port: int, timeout: float = STARTUP_TIMEOUT, proc: subprocess.
 
 _PROSODY_ROUTES_MODULE = r"""
 -- Test-only: answer SRV lookups for mapped domains with a loopback target (no DNS here).
+-- loopback_s2s_routes answers _xmpp-server (STARTTLS), loopback_s2s_tls_routes _xmpps-server
+-- (XEP-0368 direct TLS); a mapped domain gets no other answer.
 local adns = require "net.adns";
 local routes = module:get_option("loopback_s2s_routes", {});
+local tls_routes = module:get_option("loopback_s2s_tls_routes", {});
 local original = adns.resolver;
+local services = { { "_xmpp-server._tcp.", routes }, { "_xmpps-server._tcp.", tls_routes } };
+
+local function records(port)
+	-- One port, or a list tried in order (several edges serving one domain).
+	local ports = type(port) == "table" and port or { port };
+	local out = {};
+	for i, p in ipairs(ports) do
+		out[i] = { srv = { priority = i - 1, weight = 0, port = p, target = "127.0.0.1" } };
+	end
+	return out;
+end
 
 local function wrapped()
 	local real = original();
 	local proxy = {};
 	function proxy:lookup(handler, qname, qtype, qclass)
 		local name = tostring(qname):gsub("%.$", ""):lower();
-		for domain, port in pairs(routes) do
-			if name == "_xmpp-server._tcp." .. domain then
-				if qtype == "SRV" then
-					-- One port, or a list tried in order (several edges serving one domain).
-					local ports = type(port) == "table" and port or { port };
-					local records = {};
-					for i, p in ipairs(ports) do
-						records[i] = { srv = { priority = i - 1, weight = 0, port = p, target = "127.0.0.1" } };
-					end
-					handler(records);
-				else
-					handler({});
-				end
-				return;
-			elseif name == "_xmpps-server._tcp." .. domain or name == domain then
-				handler({});
+		for _, service in ipairs(services) do
+			local prefix, map = service[1], service[2];
+			local domain = name:sub(1, #prefix) == prefix and name:sub(#prefix + 1);
+			if domain and (routes[domain] ~= nil or tls_routes[domain] ~= nil) then
+				handler((qtype == "SRV" and map[domain] ~= nil) and records(map[domain]) or {});
 				return;
 			end
+		end
+		if routes[name] ~= nil or tls_routes[name] ~= nil then
+			handler({});
+			return;
 		end
 		return real:lookup(handler, qname, qtype, qclass);
 	end
@@ -109,6 +116,11 @@ function module.unload() adns.resolver = original; end
 """
 
 
+def _lua_routes(routes: dict[str, int | list[int]]) -> str:
+    return "; ".join(f'["{d}"] = {{ {", ".join(map(str, p))} }}' if isinstance(p, list) else f'["{d}"] = {p}'
+                     for d, p in routes.items())
+
+
 @dataclass
 class ProsodyPeer:
     """A private Prosody 0.12 on loopback. Use as a context manager."""
@@ -116,6 +128,8 @@ class ProsodyPeer:
     domain: str
     workdir: Path
     routes: dict[str, int | list[int]] = field(default_factory=dict)  # remote domain -> loopback port(s)
+    tls_routes: dict[str, int | list[int]] = field(default_factory=dict)  # ... for direct TLS (_xmpps-server)
+    direct_tls: bool = False  # listen for direct TLS s2s too (s2s_direct_tls_ports), on s2s_tls_port
     users: dict[str, str] = field(default_factory=dict)  # localpart -> password
     require_encryption: bool = False
     certificate: tuple[Path, Path] | None = None  # (cert, key) enables TLS
@@ -124,6 +138,7 @@ class ProsodyPeer:
     log_level: str = "debug"  # benchmarks use "warn": debug logging costs Prosody most of its time
     c2s_port: int = 0
     s2s_port: int = 0
+    s2s_tls_port: int = 0
     proc: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -131,6 +146,8 @@ class ProsodyPeer:
         self.workdir = Path(self.workdir)
         self.c2s_port = self.c2s_port or free_port()
         self.s2s_port = self.s2s_port or free_port()
+        if self.direct_tls:
+            self.s2s_tls_port = self.s2s_tls_port or free_port()
         self.config_path = self.workdir / "prosody.cfg.lua"
         self.log_path = self.workdir / "prosody.log"
 
@@ -142,8 +159,6 @@ class ProsodyPeer:
         modules = ["roster", "saslauth", "dialback", "disco", "ping", "loopback_s2s_routes", *self.extra_modules]
         if self.certificate:
             modules.append("tls")
-        routes = "; ".join(f'["{d}"] = {{ {", ".join(map(str, p))} }}' if isinstance(p, list) else f'["{d}"] = {p}'
-                           for d, p in self.routes.items())
         ssl = ""
         if self.certificate:
             cert, key = self.certificate
@@ -165,7 +180,7 @@ use_ipv6 = false
 c2s_ports = {{ {self.c2s_port} }}
 s2s_ports = {{ {self.s2s_port} }}
 c2s_direct_tls_ports = {{ }}
-s2s_direct_tls_ports = {{ }}
+s2s_direct_tls_ports = {{ {self.s2s_tls_port if self.direct_tls else ""} }}
 http_ports = {{ }}
 https_ports = {{ }}
 authentication = "internal_plain"
@@ -174,7 +189,8 @@ allow_unencrypted_plain_auth = true
 s2s_require_encryption = {"true" if self.require_encryption else "false"}
 s2s_secure_auth = false
 s2s_timeout = 15
-loopback_s2s_routes = {{ {routes} }}
+loopback_s2s_routes = {{ {_lua_routes(self.routes)} }}
+loopback_s2s_tls_routes = {{ {_lua_routes(self.tls_routes)} }}
 {ssl}
 VirtualHost "{self.domain}"
 """)
@@ -191,6 +207,8 @@ VirtualHost "{self.domain}"
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_for_port(self.c2s_port, proc=self.proc)
         wait_for_port(self.s2s_port, proc=self.proc)
+        if self.direct_tls:
+            wait_for_port(self.s2s_tls_port, proc=self.proc)
 
     def stop(self) -> None:
         if self.proc is None:
@@ -375,13 +393,15 @@ def _descendants(pid: int) -> list[int]:
 
 class DnsResponder:
     """A loopback DNS server answering SRV ``_xmpp-server._tcp.DOMAIN`` with ``0 0 PORT 127.0.0.1``
-    for mapped domains, and NOERROR with no records for every other name.
+    for mapped domains (``_xmpps-server._tcp`` for ``tls_routes``: direct TLS), and NOERROR with
+    no records for every other name.
 
     Runs in a daemon thread with a bounded poll loop; ``close()`` stops it.
     """
 
-    def __init__(self, routes: dict[str, int]) -> None:
+    def __init__(self, routes: dict[str, int], tls_routes: dict[str, int] | None = None) -> None:
         self.routes = {d.lower(): p for d, p in routes.items()}
+        self.tls_routes = {d.lower(): p for d, p in (tls_routes or {}).items()}
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
@@ -406,10 +426,11 @@ class DnsResponder:
         for question in query.question:
             name = question.name.to_text().rstrip(".").lower()
             self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
-            for domain, port in self.routes.items():
-                if name == f"_xmpp-server._tcp.{domain}" and question.rdtype == dns.rdatatype.SRV:
-                    response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "SRV",
-                                                               f"0 0 {port} 127.0.0.1."))
+            for service, routes in (("_xmpp-server", self.routes), ("_xmpps-server", self.tls_routes)):
+                for domain, port in routes.items():
+                    if name == f"{service}._tcp.{domain}" and question.rdtype == dns.rdatatype.SRV:
+                        response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "SRV",
+                                                                   f"0 0 {port} 127.0.0.1."))
         return response.to_wire()
 
     def _serve(self) -> None:
@@ -437,10 +458,13 @@ class EjabberdPeer:
 
     domain: str
     routes: dict[str, int] = field(default_factory=dict)
+    tls_routes: dict[str, int] = field(default_factory=dict)  # answered as _xmpps-server (direct TLS)
+    direct_tls: bool = False  # a direct TLS s2s listener too (tls: true), on s2s_tls_port
     users: dict[str, str] = field(default_factory=dict)
     certificate: tuple[Path, Path] | None = None
     c2s_port: int = 0
     s2s_port: int = 0
+    s2s_tls_port: int = 0
     proc: subprocess.Popen | None = None
 
     def __post_init__(self) -> None:
@@ -451,6 +475,8 @@ class EjabberdPeer:
         self.workdir = Path(tempfile.mkdtemp(prefix="ringmesh-ejabberd-"))
         self.c2s_port = self.c2s_port or free_port()
         self.s2s_port = self.s2s_port or free_port()
+        if self.direct_tls:
+            self.s2s_tls_port = self.s2s_tls_port or free_port()
         self.dist_port = free_port()
         self.node = f"ejabberd_test_{self.s2s_port}@localhost"
         self.dns: DnsResponder | None = None
@@ -471,7 +497,7 @@ class EjabberdPeer:
         w = self.workdir
         for sub in ("logs", "spool"):
             (w / sub).mkdir(parents=True, exist_ok=True)
-        self.dns = DnsResponder(self.routes)
+        self.dns = DnsResponder(self.routes, self.tls_routes)
         (w / "inetrc").write_text(
             "{resolv_conf, \"\"}.\n{hosts_file, \"\"}.\n{host, {127,0,0,1}, [\"localhost\"]}.\n"
             f"{{nameserver, {{127,0,0,1}}, {self.dns.port}}}.\n{{lookup, [file, dns]}}.\n")
@@ -484,6 +510,10 @@ class EjabberdPeer:
             combined.write_text(Path(cert).read_text() + Path(key).read_text())
             certs = f"certfiles:\n  - \"{combined}\"\n"
         starttls = "optional" if self.certificate else "false"
+        direct = ""
+        if self.direct_tls:
+            direct = (f"  - port: {self.s2s_tls_port}\n    ip: \"127.0.0.1\"\n    module: ejabberd_s2s_in\n"
+                      f"    shaper: none\n    tls: true\n")
         (w / "ejabberd.yml").write_text(f"""
 hosts:
   - "{self.domain}"
@@ -501,7 +531,7 @@ listen:
     ip: "127.0.0.1"
     module: ejabberd_s2s_in
     shaper: none
-s2s_use_starttls: {starttls}
+{direct}s2s_use_starttls: {starttls}
 s2s_dns_retries: 1
 s2s_dns_timeout: 5
 s2s_access: s2s
@@ -537,6 +567,8 @@ modules:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         wait_for_port(self.c2s_port, timeout=60, proc=self.proc)
         wait_for_port(self.s2s_port, timeout=20, proc=self.proc)
+        if self.direct_tls:
+            wait_for_port(self.s2s_tls_port, timeout=20, proc=self.proc)
         for user, password in self.users.items():
             done = self._ctl("register", user, self.domain, password)
             if done.returncode != 0:
