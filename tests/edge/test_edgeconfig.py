@@ -131,7 +131,7 @@ def test_edge_run_serves_until_signalled(tmp_path):
     text = cfg.read_text().replace("[tls]\ninsecure_plain = true",
                                    '[tls]\nca = "ca/ca.pem"\ncert = "ca/nodes/edge1.pem"\nkey = "ca/nodes/edge1.key"')
     cfg.write_text(text)
-    proc = subprocess.Popen([sys.executable, "-m", "ring.cli", "edge", "run", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "ring.cli", "edge", "run", "--config", str(cfg), "--s2s-tls-port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=Path(__file__).resolve().parents[2])
     try:
@@ -141,6 +141,7 @@ def test_edge_run_serves_until_signalled(tmp_path):
             if "event=edge_registered" in line or len(lines) > 50:
                 break
         assert any("event=edge_listening" in x and "domains=other.example,ring.example" in x for x in lines), lines
+        assert any("event=s2s_direct_tls_listening addr=127.0.0.1:" in x for x in lines), lines
         assert any("event=edge_registered" in x for x in lines), lines
         proc.send_signal(2)
         rest, _ = proc.communicate(timeout=20)
@@ -153,6 +154,8 @@ def test_edge_run_serves_until_signalled(tmp_path):
 
 def test_cluster_up_with_a_domain_starts_an_edge():
     done = run_cli("--log-level", "warning", "cluster", "up", "--nodes", "3", "--domain", "ring.test",
-                   "--peer", "peer.test=127.0.0.1:15269", "--duration", "0.5")
+                   "--peer", "peer.test=tls:127.0.0.1:15270,127.0.0.1:15269", "--s2s-tls-port", "0",
+                   "--duration", "0.5")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "s2s 127.0.0.1:" in done.stdout and "echo@ring.test" in done.stdout
+    assert ", direct TLS 127.0.0.1:" in done.stdout
