@@ -182,13 +182,19 @@ class S2SNode:
         address = _peer_address(stream)
         key = object()
         refusal = self.gate.admit(key, address, trio.current_time())
+        if refusal is not None:
+            _bump(self.stats.refused, refusal.reason)
+            if refusal.log:
+                log_event(events_log, logging.WARNING, "s2s_connection_refused", peer=address, cap=refusal.reason,
+                          limit=refusal.limit, error=refusal.condition.value, suppressed=refusal.suppressed or None)
         machine: InboundStream | None = None
         try:
             verdict, server_name = None, None
             if direct:
                 assert self.tls is not None
                 try:
-                    with trio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+                    # A refused connection is not counted by the gate: keep its handshake short.
+                    with trio.fail_after(TLS_HANDSHAKE_TIMEOUT if refusal is None else REFUSED_LINGER * 2):
                         tls, verdict = await self.tls.start(stream, server_side=True, direct=True)
                 except (trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
                     log_event(events_log, logging.INFO, "s2s_direct_tls_failed", direction="in", peer=address,
@@ -203,7 +209,7 @@ class S2SNode:
             conn = _Conn(machine, stream)
             conn.gate_key = key
             if refusal is not None:
-                await self._refuse(conn, refusal, address)
+                await self._refuse(conn, refusal)
                 return
             self.stats.inbound_connections += 1
             await self._loop(conn)
@@ -213,13 +219,9 @@ class S2SNode:
                 self._inbound.pop(machine.stream_id, None)
             await trio.aclose_forcefully(stream)
 
-    async def _refuse(self, conn: _Conn, refusal: Refusal, address: str) -> None:
+    async def _refuse(self, conn: _Conn, refusal: Refusal) -> None:
         """Over a cap: our header, the stream error, the close tag; then give the peer a moment
         to read them (reading and dropping what it sends, so closing does not reset them away)."""
-        _bump(self.stats.refused, refusal.reason)
-        if refusal.log:
-            log_event(events_log, logging.WARNING, "s2s_connection_refused", peer=address, cap=refusal.reason,
-                      limit=refusal.limit, error=refusal.condition.value, suppressed=refusal.suppressed or None)
         conn.machine.fail(refusal.condition, refusal.text)
         await self._flush(conn)
         stream = conn.stream

@@ -209,3 +209,27 @@ async def test_alpn_xmpp_server_is_selected_and_other_protocols_are_refused():
                 reader.read(await stream.receive_some(4096))
         assert reader.header.get("from") == RING
         await stream.aclose()
+
+
+@pytest.mark.parametrize("xmpps_alive", [True, False], ids=["xmpps-target", "xmpps-dead-starttls-fallback"])
+async def test_srv_xmpps_server_targets_are_reached_with_direct_tls(xmpps_alive):
+    """SRV answers for both services (as dnspython would give them): the _xmpps-server target
+    is tried first; if nothing answers there, the _xmpp-server one is used with STARTTLS."""
+    from edge.srv import PeerResolver, SrvRecord
+
+    async with edge_pair(S2STLS.self_signed([RING]), S2STLS.self_signed([PEER])) as (ring, peer):
+        ring.route(PEER, f"127.0.0.1:{peer.node.listen_port}")
+        dead = trio.socket.socket()
+        await dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        tls_port = ring.node.direct_tls_port if xmpps_alive else dead.getsockname()[1]
+        records = {f"_xmpps-server._tcp.{RING}": [SrvRecord(0, 0, tls_port, "127.0.0.1.")],
+                   f"_xmpp-server._tcp.{RING}": [SrvRecord(0, 0, ring.node.listen_port, "127.0.0.1.")]}
+        peer.node.resolver = PeerResolver({}, use_dns=True, query=lambda name: records.get(name, []))
+        await peer.node.send(message(f"alice@{PEER}/a", f"echo@{RING}", "m1"))
+        await wait_until(lambda: ring.received)
+        dead.close()
+    if xmpps_alive:
+        assert peer.stats.direct_tls == {"out": 1} and ring.stats.direct_tls == {"in": 1}
+    else:
+        assert peer.stats.direct_tls == {} and ring.stats.direct_tls == {}  # no TLS hello ever left
+    assert peer.stats.authenticated == {"out/dialback": 1}
