@@ -222,7 +222,7 @@ class InMemoryCluster:
                 continue
             if node.table.successor != want_succ or node.table.predecessor != want_pred:
                 return False
-            want = [order[(i + k) % n] for k in range(1, min(node.table.r, n - 1) + 1)]
+            want = tuple(order[(i + k) % n] for k in range(1, min(node.table.r, n - 1) + 1))
             if node.table.successors != want:
                 return False
         return True

@@ -229,10 +229,12 @@ class RingNode:
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (None: nothing is pending)."""
-        best = self._custody.next_deadline()
-        t = self._t_tick
-        if t is not None and (best is None or t < best):
-            best = t
+        best = self._t_tick
+        custody = self._custody
+        if custody.count:
+            t = custody.next_deadline()
+            if t is not None and (best is None or t < best):
+                best = t
         t = self._t_restab
         if t is not None and (best is None or t < best):
             best = t
@@ -311,7 +313,7 @@ class RingNode:
         if self.state is not NodeState.ACTIVE:
             return
         t = self.table
-        note = Leave(t.predecessor, tuple(t.successors))
+        note = Leave(t.predecessor, t.successors)
         targets = {n.id: n for n in (t.successor, t.predecessor) if n is not None}
         for n in targets.values():
             self._emit(n, note)
@@ -630,10 +632,11 @@ class RingNode:
 
     def _note_neighbour_changes(self, old_succ: NodeRef | None, old_pred: NodeRef | None) -> None:
         t = self.table
-        if t.successor != old_succ:
-            self._event(SuccessorChanged(old_succ, t.successor))
-        if t.predecessor != old_pred:
-            self._event(PredecessorChanged(old_pred, t.predecessor))
+        succ, pred = t.successor, t.predecessor
+        if succ is not old_succ and succ != old_succ:  # identity first: dataclass == is slow
+            self._event(SuccessorChanged(old_succ, succ))
+        if pred is not old_pred and pred != old_pred:
+            self._event(PredecessorChanged(old_pred, pred))
 
     # == maintenance =========================================================================
 
@@ -699,13 +702,13 @@ class RingNode:
         old_succ, old_pred = t.successor, t.predecessor
         if old_succ is None or old_succ.id != sender.id:
             return  # our successor changed while the question was in flight
-        candidates = [sender, *msg.successors]
         x = msg.predecessor
         adopted = False
         if x is not None and x.id != self.me.id and self.space.in_open(x.id, self.me.id, sender.id):
-            candidates.insert(0, x)
+            t.set_successors((x, sender, *msg.successors))
             adopted = True
-        t.set_successors(candidates)
+        else:
+            t.set_successors((sender, *msg.successors))
         self._note_neighbour_changes(old_succ, old_pred)
         succ = t.successor
         if succ is not None and succ.id != sender.id and not adopted:
@@ -717,8 +720,8 @@ class RingNode:
         if msg.notify:
             self._notified(sender)
         t = self.table
-        self._emit(sender, Neighbours(msg.req_id, t.predecessor,
-                                             tuple(t.successors[: t.r - 1])))
+        # The whole list, shared as it is (the asker keeps what fits its own r).
+        self._emit(sender, Neighbours(msg.req_id, t.predecessor, t.successors))
 
     def _on_notify(self, sender: NodeRef, msg: Notify, now: float) -> None:
         self._notified(sender)

@@ -34,8 +34,8 @@ def default_successor_list_length(expected_nodes: int) -> int:
 
 
 class RoutingTable:
-    __slots__ = ("space", "me", "r", "successors", "predecessor", "_fi", "_fr", "_f_hi",
-                 "_shift")
+    __slots__ = ("space", "me", "r", "successors", "successor", "predecessor", "_fi", "_fr",
+                 "_f_hi", "_shift")
 
     def __init__(self, space: KeySpace, me: NodeRef, r: int) -> None:
         if r < 1:
@@ -44,8 +44,10 @@ class RoutingTable:
         self.me = me
         self.r = r
         self._shift = max(space.bits - 64, 0)
-        # The next r nodes clockwise, nearest first (read-only: change with set_successors).
-        self.successors: list[NodeRef] = []
+        # The next r nodes clockwise, nearest first, and the first of them (read-only: change
+        # with set_successors). A tuple, so a stabilization answer can carry it as it is.
+        self.successors: tuple[NodeRef, ...] = ()
+        self.successor: NodeRef | None = None
         self.predecessor: NodeRef | None = None
         # finger index i -> successor(me + 2**i), as a sorted association list: indices in a
         # bytearray (bits <= 256), nodes and their distances' top bits in parallel. Only
@@ -56,10 +58,6 @@ class RoutingTable:
         self._f_hi = array("Q")
 
     # -- reading --------------------------------------------------------------------------
-
-    @property
-    def successor(self) -> NodeRef | None:
-        return self.successors[0] if self.successors else None
 
     @property
     def alone(self) -> bool:
@@ -154,7 +152,8 @@ class RoutingTable:
         """
         old = self.successor
         cur = self.successors
-        nodes = list(nodes)
+        if type(nodes) is not tuple:
+            nodes = tuple(nodes)
         if len(cur) == self.r and nodes[: self.r] == cur:
             return False  # the usual stabilization: nothing new (compared in C, by identity first)
         me, m = self.me.id, self.space.modulus
@@ -174,9 +173,12 @@ class RoutingTable:
         if not in_order:
             out.sort(key=lambda n: (n.id - me) % m)
         del out[self.r :]
-        if out != cur:
-            self.successors = out
-        return self.successor != old
+        new = tuple(out)
+        if new != cur:
+            self.successors = new
+            self.successor = new[0] if new else None
+        succ = self.successor
+        return succ is not old and succ != old
 
     def set_predecessor(self, node: NodeRef | None) -> bool:
         if node is not None and node.id == self.me.id:
@@ -206,7 +208,8 @@ class RoutingTable:
         """Forget a node everywhere (it is suspected dead or left). True if successor changed."""
         old = self.successor
         if any(s.id == node_id for s in self.successors):
-            self.successors = [s for s in self.successors if s.id != node_id]
+            self.successors = tuple(s for s in self.successors if s.id != node_id)
+            self.successor = self.successors[0] if self.successors else None
         if self.predecessor is not None and self.predecessor.id == node_id:
             self.predecessor = None
         if any(f.id == node_id for f in self._fr):
@@ -218,7 +221,7 @@ class RoutingTable:
         return self.successor != old
 
 
-def _preceding_successor(succs: list[NodeRef], d: int, me: int, m: int,
+def _preceding_successor(succs: tuple[NodeRef, ...], d: int, me: int, m: int,
                          exclude: frozenset[int]) -> NodeRef | None:
     """The farthest successor strictly before distance d (the list is sorted by distance)."""
     j = len(succs) - 1

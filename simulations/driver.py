@@ -17,6 +17,7 @@ the order of calls is. Crashed cores are dropped at once.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import random
 from bisect import bisect_left, insort
@@ -38,6 +39,7 @@ from .kernel import Kernel
 from .network import SimNetwork
 
 ID_SCHEMES = ("ed25519", "hash")
+GC_YOUNG_THRESHOLD = 100_000  # allocations between young collections during a run (default 700)
 
 
 def sub_seed(seed: int, name: str) -> int:
@@ -262,11 +264,19 @@ class Simulation:
         node = self.nodes[i]
         if node is None:
             return
-        self.armed[i] = None
+        now = self.kernel.now
         due = node.get_timer()
-        if due is not None and due <= self.kernel.now:
-            node.handle_timer(self.kernel.now)
-        self._after(i, node)
+        if due is None:
+            self.armed[i] = None
+        elif due > now:
+            # Woken early: the request whose time limit this was got its answer. Sleep on;
+            # nothing was handled, so there is nothing to collect.
+            self.armed[i] = due
+            self.kernel.at(due, self._fire, i, due)
+        else:
+            self.armed[i] = None
+            node.handle_timer(now)
+            self._after(i, node)
 
     def _deliver(self, j: int, sender: NodeRef, msg: Any) -> None:
         node = self.nodes[j]
@@ -282,4 +292,12 @@ class Simulation:
             self._after(i, node)
 
     def run(self, until: float) -> int:
-        return self.kernel.run(until)
+        # The kernel's heap and buckets are large lists that every young-generation garbage
+        # collection walks (at 10^5 nodes, 18 % of the run went to collections). The cores
+        # make no reference cycles as they run, so collect rarely while the run lasts.
+        before = gc.get_threshold()
+        gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
+        try:
+            return self.kernel.run(until)
+        finally:
+            gc.set_threshold(*before)

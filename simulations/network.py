@@ -26,9 +26,9 @@ DeadLetterHook = Callable[[int, int, Any], None]
 
 
 class SimNetwork:
-    __slots__ = ("kernel", "model", "loss", "rng", "up", "group", "sent", "delivered",
-                 "lost_down", "lost_partition", "lost_random", "by_kind", "on_dead_letter",
-                 "_deliver")
+    __slots__ = ("kernel", "model", "loss", "rng", "up", "group", "delivered", "lost_down",
+                 "lost_partition", "lost_random", "on_dead_letter", "_deliver", "_by_type",
+                 "_latency")
 
     def __init__(self, kernel: Kernel, model: LatencyModel, *, loss: float = 0.0,
                  rng: random.Random, deliver: Callable[[int, Any, Any], None]) -> None:
@@ -40,14 +40,22 @@ class SimNetwork:
         self.rng = rng
         self.up: list[bool] = []
         self.group: list[int] | None = None  # partition side of each node, None: no partition
-        self.sent = 0
         self.delivered = 0
         self.lost_down = 0
         self.lost_partition = 0
         self.lost_random = 0
-        self.by_kind: dict[str, int] = {}
+        self._by_type: dict[type, int] = {}  # messages sent, by class (names only for reports)
         self.on_dead_letter: DeadLetterHook | None = None  # (src, dst, msg) lost to a down node
         self._deliver = deliver
+        self._latency = model.latency
+
+    @property
+    def sent(self) -> int:
+        return sum(self._by_type.values())
+
+    @property
+    def by_kind(self) -> dict[str, int]:
+        return {t.__name__: n for t, n in self._by_type.items()}
 
     def add_node(self) -> int:
         self.up.append(True)
@@ -60,10 +68,9 @@ class SimNetwork:
 
     def send(self, src: int, dst: int, sender: Any, msg: Any) -> None:
         """Carry ``msg`` from ``src`` (whose NodeRef is ``sender``) to ``dst``."""
-        self.sent += 1
-        kind = type(msg).__name__
-        bk = self.by_kind
-        bk[kind] = bk.get(kind, 0) + 1
+        bt = self._by_type
+        kind = type(msg)
+        bt[kind] = bt.get(kind, 0) + 1
         if not self.up[dst]:
             self.lost_down += 1
             if self.on_dead_letter is not None:
@@ -77,7 +84,7 @@ class SimNetwork:
             self.lost_random += 1
             return
         k = self.kernel
-        k.at(k.now + self.model.latency(src, dst), self._arrive, dst, sender, msg)
+        k.at(k.now + self._latency(src, dst), self._arrive, dst, sender, msg)
 
     def _arrive(self, dst: int, sender: Any, msg: Any) -> None:
         if not self.up[dst]:

@@ -42,7 +42,7 @@ def converged(cores: Sequence[RingNode]) -> bool:
         t = by_id[ref.id].table
         if t.successor != order[(i + 1) % n] or t.predecessor != order[(i - 1) % n]:
             return False
-        want = [order[(i + k) % n] for k in range(1, min(t.r, n - 1) + 1)]
+        want = tuple(order[(i + k) % n] for k in range(1, min(t.r, n - 1) + 1))
         if t.successors != want:
             return False
     return True
