@@ -1,6 +1,7 @@
 """Edge node: stanzas/s accepted over s2s and delivered into a live ring, beside Prosody.
 
     python -m benchmarks.bench_edge [--stanzas 100000] [--rounds 3] [--plain-ring] [--profile edge|nodes|all]
+                                    [--spy DIR]
 
 One s2s sender, the same for both targets: a process running ringmesh's own outbound s2s
 stream machine, authenticated with XEP-0220 dialback (the target calls the sender's
@@ -28,13 +29,15 @@ delivered rate of a five-process setup measures the scheduler as much as the cod
 CPU per stanza does not. Beside them, every process's CPU per stanza (sender, edge, each
 ring node; sender and Prosody) and their sum: where the cores' time goes when there are
 fewer cores than processes. ``--profile edge`` (or ``nodes``, ``all``) profiles those ring
-node processes while they measure.
+node processes while they measure (cProfile: it slows them enough to disturb the ring);
+``--spy DIR`` samples every process with py-spy instead, which barely does.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import multiprocessing as mp
 import os
 import re
@@ -140,6 +143,7 @@ def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sen
                conn, profile: bool, plain: bool) -> None:  # noqa: ANN001
     import trio
 
+    from edge.collector import tune_for_routing
     from edge.rate_limit import RateLimits
     from edge.router import RouterConfig
     from edge.s2s_events import S2SConfig
@@ -164,24 +168,35 @@ def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sen
                       PeerResolver({SENDER: Target("127.0.0.1", sender_port)}, use_dns=False))
     node = StanzaNode(live, RouterConfig(frozenset({RING}), announce_interval=1.0, edge_ttl=5.0), s2s=s2s)
     prof = None
+    gc_cpu = [0.0, 0.0]  # CPU seconds spent collecting garbage, and when the running collection began
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_cpu[1] = time.process_time()
+        else:
+            gc_cpu[0] += time.process_time() - gc_cpu[1]
+
+    gc.callbacks.append(on_gc)
     load_items: list = []
 
     async def originate(items: list) -> None:
         """Ring-only load: the stanzas' envelopes, originated here without s2s."""
         for i in range(0, len(items), 256):
             await live.send_batch(items[i:i + 256])
+        items.clear()  # kept no longer than needed: the collector would scan them in every round
 
     async def main() -> None:
         nonlocal prof, load_items
         async with trio.open_nursery() as nursery:
             await nursery.start(live.serve)
             await node.attach(nursery)
+            tune_for_routing()  # as ``ringmesh edge run`` does
             conn.send((live.addr, node.s2s_port, live.node_id))
             while True:
                 cmd = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
                 if cmd == "stats":
                     conn.send((node.router.stats.arrived, time.process_time(), live.core.table.successor.id
-                               if live.core.table.successor else None, len(node.router.registry)))
+                               if live.core.table.successor else None, len(node.router.registry), gc_cpu[0]))
                 elif cmd in ("profile-on", "profile-off"):
                     if profile:
                         import cProfile
@@ -223,7 +238,9 @@ def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sen
             import pstats
 
             s = io.StringIO()
-            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(30)
+            stats = pstats.Stats(prof, stream=s)
+            stats.sort_stats("tottime").print_stats(30)
+            stats.sort_stats("cumulative").print_stats(40)
             text = f"\n== {role} ==\n{s.getvalue()}"
         conn.send(text)
 
@@ -370,14 +387,16 @@ def run_ring(args: argparse.Namespace, ctx, sender, tmp: str) -> dict:  # noqa: 
         return sum(_call(c, "stats")[0] for c in conns.values())
 
     jids = spread_jids(space, ids, "edge", 4096)
-    _call(conns["edge"], ("prepare", args.stanzas, jids))
+    spy = Spy(args.spy, {"sender": args.sender_pid} | {r: p.pid for r, p in procs.items()})
     rounds = []
     for _ in range(args.rounds):
         result = _measure(args, sender, ("127.0.0.1", edge_port, RING, jids), arrived,
-                          lambda: {"sender": _proc_cpu(args.sender_pid)} | {r: _proc_cpu(p.pid) for r, p in procs.items()},
-                          lambda: [_call(c, "profile-on") for c in conns.values()],
-                          lambda: [_call(c, "profile-off") for c in conns.values()])
+                          lambda: {"sender": _proc_cpu(args.sender_pid)} | {r: _proc_cpu(p.pid) for r, p in procs.items()}
+                          | {f"{r} gc": _call(c, "stats")[4] for r, c in conns.items()},
+                          lambda: [_call(c, "profile-on") for c in conns.values()] and spy.start(),
+                          lambda: spy.stop() or [_call(c, "profile-off") for c in conns.values()])
         # The same envelopes originated at the edge without s2s: the ring's share of its cost.
+        _call(conns["edge"], ("prepare", args.stanzas, jids))
         base = arrived()
         cpu0, t0 = {r: _proc_cpu(p.pid) for r, p in procs.items()}, time.monotonic()
         _call(conns["edge"], "load")
@@ -392,6 +411,7 @@ def run_ring(args: argparse.Namespace, ctx, sender, tmp: str) -> dict:  # noqa: 
     for p in procs.values():
         p.join(10)
     result["profile"] = "".join(texts)
+    result["spy"] = spy.report({k: statistics.median(r["cpu_us"][k] for r in rounds) for k in rounds[0]["cpu_us"]})
     return result
 
 
@@ -441,6 +461,89 @@ def run_prosody(args: argparse.Namespace, sender, tmp: str) -> dict:  # noqa: AN
         peer.stop()
 
 
+class Spy:
+    """Sampling profiles (py-spy, when installed) of whole processes while one round measures.
+
+    Unlike cProfile it barely slows them down (a slowed node looks dead to its neighbours,
+    and the ring re-routes round it), so the figures are those of a normal run: every
+    process's CPU per stanza, split by function."""
+
+    RATE = 250  # samples per second
+
+    def __init__(self, directory: str | None, pids: dict[str, int]) -> None:
+        self.dir = Path(directory) if directory else None
+        self.pids = pids
+        self.rounds = 0
+        self._procs: list = []
+
+    def start(self) -> None:
+        if self.dir is None:
+            return
+        import shutil
+        import subprocess
+
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.rounds += 1
+        self._procs = [(name, subprocess.Popen(
+            [exe, "record", "--pid", str(pid), "--rate", str(self.RATE), "--format", "raw",
+             "--function", "-o", str(self.dir / f"{name}-round{self.rounds}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)) for name, pid in self.pids.items()]
+        time.sleep(0.5)  # py-spy attaches
+
+    def stop(self) -> None:
+        import signal
+
+        for _, p in self._procs:
+            p.send_signal(signal.SIGINT)
+        for _, p in self._procs:
+            p.wait(30)
+        self._procs = []
+
+    # Leaf frames where a process waits rather than works (py-spy cannot always tell).
+    IDLE = ("EpollIOManager.get_events", "Connection._recv ", "Connection._recv_bytes", "Connection.poll",
+            "WorkerThread._work", "Condition.wait", "Lock.acquire")
+
+    def report(self, cpu_us: dict[str, float], top: int = 14) -> str:
+        """Per process: the functions that hold its CPU (self, then with callees), as shares
+        of its samples scaled to its measured CPU per stanza (samples are wall-clock
+        positions, and a runnable process waiting for a core is sampled too)."""
+        if self.dir is None or not self.rounds:
+            return ""
+        out = []
+        for name in self.pids:
+            own: dict[str, int] = {}
+            inclusive: dict[str, int] = {}
+            total = 0
+            for i in range(1, self.rounds + 1):
+                f = self.dir / f"{name}-round{i}.txt"
+                if not f.exists():
+                    continue
+                for line in f.read_text().splitlines():
+                    stack, _, count = line.rpartition(" ")
+                    if not stack or not count.isdigit():
+                        continue
+                    frames = [re.sub(r":\d+\)$", ")", fr) for fr in stack.split(";")[1:]]
+                    if not frames or frames[-1].startswith(self.IDLE):
+                        continue
+                    k = int(count)
+                    total += k
+                    own[frames[-1]] = own.get(frames[-1], 0) + k
+                    for fr in set(frames):
+                        inclusive[fr] = inclusive.get(fr, 0) + k
+            us = cpu_us.get(name, 0.0)
+            scale = us / total if total else 0.0
+            out.append(f"== {name}: {us:.1f} us/stanza measured, {total} busy samples ==")
+            for title, table in (("self", own), ("with callees", inclusive)):
+                out.append(f"  {title}:")
+                rows = sorted(table.items(), key=lambda kv: -kv[1])
+                if title != "self":  # the frames every sample shares say nothing
+                    rows = [(fr, k) for fr, k in rows if k < 0.98 * total]
+                for fr, k in rows[:top]:
+                    out.append(f"    {k * scale:6.2f}  {fr}")
+        return "\n".join(out)
+
+
 def _measure(args, sender, target, count, cpu, prof_on, prof_off) -> dict:  # noqa: ANN001
     host, port, domain, to = target
     n = args.stanzas
@@ -471,16 +574,18 @@ def _measure(args, sender, target, count, cpu, prof_on, prof_off) -> dict:  # no
 
 def _shares(cpu: dict[str, float]) -> str:
     """Each process's CPU use during the measurement, as a share of one core."""
-    return "  ".join(f"{k} {v:.0%}" for k, v in cpu.items()) + f" (of {os.cpu_count()} cores)"
+    return "  ".join(f"{k} {v:.0%}" for k, v in cpu.items() if not k.endswith(" gc")) + f" (of {os.cpu_count()} cores)"
 
 
 def _per_process(rounds: list[dict], key: str) -> str:
     """Median CPU per stanza of each process and of all of them (what a box with fewer
     cores than processes divides among them: it bounds the delivered rate)."""
-    names = list(rounds[0][key])
+    names = [k for k in rounds[0][key] if not k.endswith(" gc")]
     per = {k: statistics.median(r[key][k] for r in rounds) for k in names}
-    total = statistics.median(sum(r[key].values()) for r in rounds)
-    return "  ".join(f"{k} {v:.1f}" for k, v in per.items()) + f"  = all {total:.1f}"
+    gc_us = {k: statistics.median(r[key][f"{k} gc"] for r in rounds) for k in names if f"{k} gc" in rounds[0][key]}
+    total = statistics.median(sum(r[key][k] for k in names) for r in rounds)
+    return "  ".join(f"{k} {v:.1f}" + (f" (gc {gc_us[k]:.1f})" if k in gc_us else "")
+                     for k, v in per.items()) + f"  = all {total:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -491,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plain-ring", action="store_true", help="plain TCP between ring nodes instead of TLS")
     ap.add_argument("--profile", choices=["edge", "node1", "nodes", "all"], default=None,
                     help="profile these ring node processes while they measure (nodes: all but the edge)")
+    ap.add_argument("--spy", metavar="DIR", default=None,
+                    help="sample every process of the edge rounds with py-spy (stacks kept in DIR)")
     ap.add_argument("--skip-prosody", action="store_true", help="measure the edge only")
     args = ap.parse_args(argv)
     if args.nodes < 4:
@@ -552,8 +659,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{'met' if ratio >= GOAL_RATIO else 'NOT met'})")
         print(f"  ratio edge / Prosody, per core (CPU per stanza): {core_ratio:.2f}  "
               f"({'met' if core_ratio >= GOAL_RATIO else 'NOT met'})")
+    if ring.get("spy"):
+        print(f"\nwhere each process's CPU per stanza goes during the edge rounds (us, py-spy samples):\n{ring['spy']}")
     if ring.get("profile"):
-        print(f"\nprofiles of the ring node processes during the measured phases (tottime):\n{ring['profile']}")
+        print(f"\nprofiles of the ring node processes during the measured phases (tottime, cumulative):\n{ring['profile']}")
     return 0
 
 
