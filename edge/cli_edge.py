@@ -21,6 +21,7 @@ from ring.live.tls import RingTls
 
 from .cert_trust import PeerCertificateVerifier, TrustError
 from .cluster import EdgeCluster
+from .collector import tune_for_routing
 from .edgeconfig import EdgeNodeConfig, load_edge_config, with_direct_tls_port
 from .s2s_events import S2SConfig
 from .s2s_shell import S2SNode
@@ -118,6 +119,7 @@ def cmd_edge_run(args: argparse.Namespace) -> int:
     if cfg.edge.s2s_listen:
         host, port = parse_hostport(cfg.edge.s2s_listen, what="[edge] s2s_listen")
     failed: list[str] = []
+    tune_for_routing()
     try:
         trio.run(serve_until_signalled, node, host or "0.0.0.0", port)
     except* JoinError as eg:
