@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -45,6 +46,7 @@ from .payload import (
     MalformedPayload,
     OutboundPayload,
     PayloadCodec,
+    Payload,
     PayloadLimits,
     StanzaPayload,
 )
@@ -52,6 +54,7 @@ from .registry import EdgeDirectory, EdgeRegistry, serves
 from .s2s_events import StanzaReceived
 from .services import RingServices
 from .stanza import stanza_kind, view
+from .stanza_bytes import parse_stanza, parse_stanzas
 
 REGISTRY_NAME = "ringmesh:edge-registry"
 
@@ -190,33 +193,6 @@ class _Pending:
     deadline: float
 
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-                          remove_blank_text=False, collect_ids=False)
-
-
-_WRAP_OPEN, _WRAP_CLOSE = b"<w xmlns='jabber:server'>", b"</w>"
-
-
-def parse_stanza(data: bytes) -> etree._Element:
-    """A stanza from a payload: one element, in jabber:server unless it declares otherwise
-    (an edge forwards a stanza's bytes as they arrived on the s2s stream, where that is the
-    default namespace). No DTD, comment, CDATA section or processing instruction is
-    accepted: refused before the XML parser sees them (an edge's parser refuses them too,
-    and the ring's serialiser never writes them)."""
-    if b"<!" in data or b"<?" in data:
-        raise ValueError("DTDs, comments, CDATA and processing instructions are not allowed")
-    try:
-        wrap = etree.fromstring(_WRAP_OPEN + data + _WRAP_CLOSE, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise ValueError(f"stanza does not parse: {exc}") from None
-    if len(wrap) != 1:
-        raise ValueError("a stanza payload holds exactly one element")
-    el = wrap[0]
-    if stanza_kind(el) is None:
-        raise ValueError(f"not a stanza: {el.tag!r}")
-    return el
-
-
 def serialize(element: etree._Element) -> bytes:
     return etree.tostring(element, encoding="utf-8")
 
@@ -322,9 +298,40 @@ class StanzaRouter:
         except MalformedPayload as exc:
             self._refuse(env.origin, str(exc))
             return
+        if type(payload) is StanzaPayload:
+            try:
+                element: etree._Element | ValueError = parse_stanza(payload.stanza)
+            except ValueError as exc:
+                element = exc
+            self._on_stanza(env, payload, element, now)
+        else:
+            self._on_payload(env, payload, now)
+
+    def on_delivered_many(self, envs: Sequence[Envelope], now: float) -> None:
+        """Envelopes for which this node is responsible, in the order the core delivered
+        them: as many :meth:`on_delivered` calls, but the stanzas are parsed in one go
+        (see :mod:`.stanza_bytes`)."""
+        if len(envs) == 1:
+            self.on_delivered(envs[0], now)
+            return
+        decode = self.codec.decode
+        payloads: list[Payload | MalformedPayload] = []
+        for env in envs:
+            try:
+                payloads.append(decode(env.payload))
+            except MalformedPayload as exc:
+                payloads.append(exc)
+        parsed = iter(parse_stanzas([p.stanza for p in payloads if type(p) is StanzaPayload]))
+        for env, payload in zip(envs, payloads):
+            if type(payload) is StanzaPayload:
+                self._on_stanza(env, payload, next(parsed), now)
+            else:
+                self._on_payload(env, payload, now)
+
+    def _on_payload(self, env: Envelope, payload: Payload | MalformedPayload, now: float) -> None:
         t = type(payload)
-        if t is StanzaPayload:
-            self._on_stanza(env, payload, now)
+        if t is MalformedPayload:
+            self._refuse(env.origin, str(payload))
         elif t is OutboundPayload:
             self._on_outbound(env, payload, now)
         elif t is EdgeAnnounce:
@@ -494,9 +501,12 @@ class StanzaRouter:
         else:
             self._events.append(StanzaExited(element, env.origin, env.hops, env.trace))
 
-    def _on_stanza(self, env: Envelope, payload: StanzaPayload, now: float) -> None:
+    def _on_stanza(self, env: Envelope, payload: StanzaPayload, element: etree._Element | ValueError,
+                   now: float) -> None:
+        if isinstance(element, ValueError):
+            self._refuse(env.origin, str(element))
+            return
         try:
-            element = parse_stanza(payload.stanza)
             sv = view(element)
         except (ValueError, JIDError) as exc:
             self._refuse(env.origin, str(exc))

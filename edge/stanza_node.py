@@ -75,6 +75,7 @@ class StanzaNode:
         self._wake = trio.Event()
         self._drained = trio.Event()
         self._early: set[int] | None = None  # confirmations that beat their msg id back to us
+        self._delivered: list[Envelope] = []  # envelopes for us, not yet given to the router
         self._scope: trio.CancelScope | None = None
         self._s2s_in, self._s2s_out = trio.open_memory_channel[etree._Element](s2s_queue)
         self._chain(live)
@@ -96,7 +97,8 @@ class StanzaNode:
         router = self.router
 
         def on_deliver(env: Envelope) -> None:
-            self.router.on_delivered(env, trio.current_time())
+            # Handed to the router by the pump, with whatever else the same read delivered.
+            self._delivered.append(env)
             self._wake.set()
             if prev_deliver is not None:
                 prev_deliver(env)
@@ -226,6 +228,9 @@ class StanzaNode:
     async def _drain(self) -> None:
         router = self.router
         for _ in range(100_000):
+            if self._delivered:
+                delivered, self._delivered = self._delivered, []
+                router.on_delivered_many(delivered, trio.current_time())
             outs = router.take_outputs()
             evs = router.take_events()
             if evs:

@@ -20,7 +20,7 @@ from edge.stanza import make_stanza
 from ring.events import Undeliverable
 from ring.ids import jid_key
 from ring.keyspace import KeySpace
-from ring.messages import ErrorCode, ErrorReport
+from ring.messages import Envelope, ErrorCode, ErrorReport
 
 from .memring import RING, MemStanzaRing, fast_router_config
 
@@ -266,3 +266,32 @@ def test_an_undeliverable_event_from_the_ring_is_what_the_driver_reports():
     # The drivers pass the core's Undeliverable.report to the router unchanged.
     report = ErrorReport(ErrorCode.NO_ROUTE, 1, 2, 3)
     assert Undeliverable(report).report is report
+
+
+@pytest.mark.parametrize("bad", [False, True])
+def test_a_burst_of_deliveries_is_handled_as_the_same_deliveries_one_by_one(bad):
+    space = KeySpace()
+    edge_id = space.hash_bytes(b"edge")
+    one, many = (StanzaRouter(space, space.hash_bytes(b"dest"), fast_router_config()) for _ in range(2))
+    codec = one.codec
+    stanzas = [
+        message("alice@peer.test/r", f"echo@{RING}", "e1"),  # answered
+        message("alice@peer.test/r", f"nobody@{RING}", "n1", type="headline"),  # dropped silently
+        message("alice@peer.test/r", f"nobody@{RING}", "n2"),  # service-unavailable
+        iq("alice@peer.test/r", RING, "p1", f"{{{NS_PING}}}ping"),
+    ]
+    payloads = [codec.encode_stanza(etree.tostring(s), edge_id) for s in stanzas]
+    if bad:
+        payloads[2:2] = [b"garbage", codec.encode_stanza(b"<message/><message/>"),
+                         codec.encode_stanza(b"<message to='a@ring.test'")]
+    envs = [Envelope(i, edge_id, 5, 32, 2, 0, p, ()) for i, p in enumerate(payloads)]
+    for env in envs:
+        one.on_delivered(env, 1.0)
+    many.on_delivered_many(envs, 1.0)
+
+    def seen(r):
+        evs = [(type(e).__name__, e.element.get("id") if hasattr(e, "element") else e.reason) for e in r.take_events()]
+        return evs, [(o.dest, o.payload) for o in r.take_outputs()], r.stats
+
+    assert seen(one) == seen(many)
+    assert many.stats.arrived == 4 and many.stats.refused == (3 if bad else 0) and many.stats.replies == 3
