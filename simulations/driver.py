@@ -225,14 +225,8 @@ class Simulation:
 
     def _after(self, i: int, node: RingNode) -> None:
         out = node.take_outputs()
-        if out:
-            send = self.net.send
-            me = node.me
-            by_id = self.by_id
-            for dest, msg in out:
-                j = by_id.get(dest.id)  # crashed nodes stay here: the network drops their mail
-                if j is not None:
-                    send(i, j, me, msg)
+        if out:  # (crashed nodes stay in by_id: the network drops their mail)
+            self.net.carry(i, node.me, out, self.by_id)
         ev = node.take_events()
         if ev:
             self._dispatch(i, node, ev)

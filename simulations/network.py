@@ -68,23 +68,40 @@ class SimNetwork:
 
     def send(self, src: int, dst: int, sender: Any, msg: Any) -> None:
         """Carry ``msg`` from ``src`` (whose NodeRef is ``sender``) to ``dst``."""
+        self.carry(src, sender, ((dst, msg),))
+
+    def carry(self, src: int, sender: Any, out: Any, index: dict[int, int] | None = None) -> None:
+        """Carry every ``(dest, msg)`` of ``out`` from ``src`` (whose NodeRef is ``sender``).
+
+        ``dest`` is a node index, or with ``index`` a NodeRef whose id ``index`` maps to one
+        (an id it lacks is a node that is gone for good: its mail is dropped uncounted). One
+        call per batch: this runs for every message of a simulation.
+        """
         bt = self._by_type
-        kind = type(msg)
-        bt[kind] = bt.get(kind, 0) + 1
-        if not self.up[dst]:
-            self.lost_down += 1
-            if self.on_dead_letter is not None:
-                self.on_dead_letter(src, dst, msg)
-            return
+        up = self.up
         g = self.group
-        if g is not None and g[src] != g[dst]:
-            self.lost_partition += 1
-            return
-        if self.loss and self.rng.random() < self.loss:
-            self.lost_random += 1
-            return
+        loss = self.loss
         k = self.kernel
-        k.at(k.now + self._latency(src, dst), self._arrive, dst, sender, msg)
+        at, now, latency, arrive = k.at, k.now, self._latency, self._arrive
+        for dest, msg in out:
+            if index is None:
+                dst = dest
+            else:
+                dst = index.get(dest.id)
+                if dst is None:
+                    continue
+            kind = type(msg)
+            bt[kind] = bt.get(kind, 0) + 1
+            if not up[dst]:
+                self.lost_down += 1
+                if self.on_dead_letter is not None:
+                    self.on_dead_letter(src, dst, msg)
+            elif g is not None and g[src] != g[dst]:
+                self.lost_partition += 1
+            elif loss and self.rng.random() < loss:
+                self.lost_random += 1
+            else:
+                at(now + latency(src, dst), arrive, dst, sender, msg)
 
     def _arrive(self, dst: int, sender: Any, msg: Any) -> None:
         if not self.up[dst]:
