@@ -19,8 +19,9 @@ NS_SERVER = "jabber:server"
 NS_CLIENT = "jabber:client"
 STANZA_KINDS = ("message", "presence", "iq")
 IQ_TYPES = frozenset({"get", "set", "result", "error"})
-# Clark tag -> kind: one dict lookup instead of splitting the tag (read for every stanza).
-_KINDS = {f"{{{ns}}}{kind}": kind for ns in (NS_SERVER, NS_CLIENT) for kind in STANZA_KINDS}
+# Clark tag -> kind, for the stanzas of the server and client namespaces: one dict lookup
+# instead of splitting the tag (asked of every stanza).
+KIND_BY_TAG = {f"{{{ns}}}{kind}": kind for ns in (NS_SERVER, NS_CLIENT) for kind in STANZA_KINDS}
 
 
 class StanzaView(NamedTuple):
@@ -50,12 +51,12 @@ class StanzaView(NamedTuple):
 
 def stanza_kind(element: etree._Element) -> str | None:
     """'message', 'presence' or 'iq' for a stanza in a server or client namespace, else None."""
-    return _KINDS.get(element.tag)  # comments and PIs have a function as tag: never found
+    return KIND_BY_TAG.get(element.tag)  # comments and PIs have a function as tag: never found
 
 
 def view(element: etree._Element) -> StanzaView:
     """Read a stanza; raises :class:`JIDError` when from/to cannot be prepared."""
-    kind = _KINDS.get(element.tag)
+    kind = KIND_BY_TAG.get(element.tag)
     if kind is None:
         raise ValueError(f"not a stanza: {element.tag}")
     get = element.get

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from .stanza import stanza_kind
+from .stanza import KIND_BY_TAG, stanza_kind
 
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                           remove_blank_text=False, collect_ids=False)
@@ -50,6 +50,10 @@ def parse_stanza(data: bytes) -> etree._Element:
 
 def parse_stanzas(datas: list[bytes]) -> list[etree._Element | ValueError]:
     """:func:`parse_stanza` of each of ``datas``, its stanza or its error, in order."""
+    if len(datas) < 2:
+        return [_parse_or_error(d) for d in datas]
+    if sum(map(len, datas)) <= MAX_BATCH_BYTES:
+        return _parse_burst(datas)
     out: list[etree._Element | ValueError] = []
     i, n = 0, len(datas)
     while i < n:
@@ -63,17 +67,26 @@ def parse_stanzas(datas: list[bytes]) -> list[etree._Element | ValueError]:
 
 
 def _parse_burst(datas: list[bytes]) -> list[etree._Element | ValueError]:
-    if len(datas) > 1 and not any(b"<!" in d or b"<?" in d for d in datas):
+    n = len(datas)
+    joined = _SEP.join(datas)  # no separator can make "<!" or "<?" with a payload's bytes
+    if n > 1 and b"<!" not in joined and b"<?" not in joined:
         try:
-            wrap = etree.fromstring(_WRAP_OPEN + _SEP.join(datas) + _SEP + _WRAP_CLOSE, _PARSER)
+            wrap = etree.fromstring(_WRAP_OPEN + joined + _SEP + _WRAP_CLOSE, _PARSER)
         except etree.XMLSyntaxError:
             wrap = None
-        if wrap is not None and len(wrap) == 2 * len(datas):
+        if wrap is not None and len(wrap) == 2 * n:
             nodes = list(wrap)
             stanzas = nodes[0::2]
             # Strict alternation, as many pairs as payloads: each payload was one element.
-            if all(s.tag == _SEP_TAG for s in nodes[1::2]) and all(stanza_kind(el) for el in stanzas):
-                return stanzas  # type: ignore[return-value]
+            for sep in nodes[1::2]:
+                if sep.tag != _SEP_TAG:
+                    break
+            else:
+                for el in stanzas:
+                    if el.tag not in KIND_BY_TAG:
+                        break
+                else:
+                    return stanzas  # type: ignore[return-value]
     return [_parse_or_error(d) for d in datas]
 
 
