@@ -107,7 +107,7 @@ class RequestTracker:
         self.sim = sim
         self.sink = sink
         self.deadline = deadline
-        self.pending: dict[tuple[int, int], _Req] = {}
+        self.pending: dict[tuple[int, int, bool], _Req] = {}
         self.stats: dict[str, KindStats] = {k: KindStats() for k in KINDS}
         sim.listen(LookupDone, self._on_lookup_done)
         sim.listen(LookupFailed, self._on_lookup_failed)
@@ -133,14 +133,16 @@ class RequestTracker:
             rid = node.send(key, payload, now)
         else:
             raise ValueError(f"unknown request kind {kind!r}")
-        pk = (origin, rid)
+        # Lookups are named by request id, probes and stanzas by message id: two counters
+        # of the same core, so the kind of name is part of the key.
+        pk = (origin, rid, kind == "lookup")
         self.pending[pk] = _Req(kind, now, origin, key)
         sim.kick(origin)
         sim.kernel.after(deadline or self.deadline, self._expire, pk)
 
     # -- outcomes -----------------------------------------------------------------------------
 
-    def _finish(self, pk: tuple[int, int], outcome: str, *, hops: int | None = None,
+    def _finish(self, pk: tuple[int, int, bool], outcome: str, *, hops: int | None = None,
                 **extra: Any) -> None:
         req = self.pending.pop(pk, None)
         if req is None:
@@ -172,7 +174,7 @@ class RequestTracker:
             st.fail_times.append(req.t0)
         self.sink(rec)
 
-    def _expire(self, pk: tuple[int, int], *_: Any) -> None:
+    def _expire(self, pk: tuple[int, int, bool], *_: Any) -> None:
         if pk in self.pending:
             self._finish(pk, "timeout" if self.sim.alive(pk[0]) else "origin-down")
 
@@ -180,16 +182,16 @@ class RequestTracker:
         return self.sim.truth.successor(key) == node_id
 
     def _on_lookup_done(self, i: int, e: LookupDone) -> None:
-        pk = (i, e.req_id)
+        pk = (i, e.req_id, True)
         if pk in self.pending:
             ok = self._correct(e.key, e.successor.id)
             self._finish(pk, "ok" if ok else "wrong", hops=e.hops)
 
     def _on_lookup_failed(self, i: int, e: LookupFailed) -> None:
-        self._finish((i, e.req_id), "failed")
+        self._finish((i, e.req_id, True), "failed")
 
     def _on_probe(self, i: int, e: ProbeResult) -> None:
-        pk = (i, e.msg_id)
+        pk = (i, e.msg_id, False)
         req = self.pending.get(pk)
         if req is None:
             return
@@ -208,14 +210,14 @@ class RequestTracker:
         self._finish(pk, "ok" if ok else "wrong", hops=e.hops, **extra)
 
     def _on_undeliverable(self, i: int, e: Undeliverable) -> None:
-        self._finish((i, e.report.msg_id), "undeliverable", code=e.report.code.name.lower())
+        self._finish((i, e.report.msg_id, False), "undeliverable", code=e.report.code.name.lower())
 
     def _on_delivered(self, j: int, e: Delivered) -> None:
         env = e.envelope
         i = self.sim.by_id.get(env.origin)
         if i is None:
             return
-        pk = (i, env.msg_id)
+        pk = (i, env.msg_id, False)
         req = self.pending.get(pk)
         if req is None or req.kind != "stanza":
             return
@@ -230,15 +232,16 @@ class RequestTracker:
             i = self.sim.by_id.get(msg.origin)
             if i is None:
                 return
-            rid = msg.msg_id
             if msg.flags & Flags.LOOKUP:  # a lookup travels as a probe naming its request
                 rid = self.sim.nodes_codec.decode_lookup_request(msg.payload)[0]
-            req = self.pending.get((i, rid))
+                req = self.pending.get((i, rid, True))
+            else:
+                req = self.pending.get((i, msg.msg_id, False))
         elif t is FindSuccessor:
             i = self.sim.by_id.get(msg.requester.id)
             if i is None:
                 return
-            req = self.pending.get((i, msg.req_id))
+            req = self.pending.get((i, msg.req_id, True))
         else:
             return
         if req is not None:
