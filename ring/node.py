@@ -360,18 +360,13 @@ class RingNode:
     # == envelopes ===========================================================================
 
     def _on_envelope(self, sender: NodeRef, env: Envelope, now: float) -> None:
-        if self.state is NodeState.IDLE or self.state is NodeState.JOINING:
+        state = self.state
+        if state is NodeState.IDLE or state is NodeState.JOINING:
             # Not part of the ring yet: stay silent, so the sender suspects us and re-routes.
             return
         key = (env.origin << 64) | env.msg_id  # envelope_key, inlined
-        acks = self._acks  # self._ack(AckKind.RECEIVED, sender, key), inlined
-        if acks is None:
-            acks = self._acks = {}
-        entry = acks.get(sender.id)
-        if entry is None:
-            entry = acks[sender.id] = (sender, [], [], [])
-        entry[1].append(key)
-        held = self._custody.get(key)
+        custody = self._custody
+        held = custody.get(key) if custody.count else None
         if held is not None:
             # Already ours: a retransmission, or it came round a loop. Answer once we are done.
             if env.hops > held.envelope.hops:
@@ -380,6 +375,7 @@ class RingNode:
                 self.stats.duplicates += 1
             if sender not in held.upstreams:
                 held.upstreams.append(sender)
+            self._ack(AckKind.RECEIVED, sender, key)
             return
         if self._done is not None and key in self._done:
             self.stats.duplicates += 1  # delivered here already
@@ -387,22 +383,34 @@ class RingNode:
             return
         if env.flags & F_TRACE and len(env.trace) < self.codec.max_trace:
             env = env._replace(trace=env.trace + (self.me.id,))
-        self._accept(env, sender, now)
+        if self._accept(env, sender, now):
+            # Held for the sender now: tell it we have the envelope. When the outcome was
+            # known at once (delivered here, or failed), its DELIVERED or FAILED ack is
+            # already queued and says more: no RECEIVED ack for the destination to send.
+            acks = self._acks  # self._ack(AckKind.RECEIVED, sender, key), inlined
+            if acks is None:
+                acks = self._acks = {}
+            entry = acks.get(sender.id)
+            if entry is None:
+                entry = acks[sender.id] = (sender, [], [], [])
+            entry[1].append(key)
 
-    def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> None:
+    def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> bool:
+        """Take an envelope received or originated here; True if it is now in custody
+        (forwarded), False if its outcome is already known (delivered here, or failed)."""
         key = (env.origin << 64) | env.msg_id  # envelope_key, inlined
         held = Held(env, [upstream] if upstream is not None else [])
         if self._responsible(env):
             self._deliver(key, held, now)
-            return
+            return False
         if (upstream is not None and not env.flags & (F_ERROR | F_LOOKUP)
                 and self._custody.count >= self.config.max_custody):
             # (error reports and lookups are exempt: refusing the ring's own repair traffic
             # under load would only make routing worse)
             self.stats.congested += 1
             self._fail(key, held, ErrorCode.CONGESTED, now)
-            return
-        self._forward(key, held, now, new=True)
+            return False
+        return self._forward(key, held, now, new=True)
 
     def _responsible(self, env: Envelope) -> bool:
         # RoutingTable.is_responsible, inlined: it is asked for every envelope.
@@ -425,12 +433,13 @@ class RingNode:
         else:
             self._forward(key, held, now)
 
-    def _forward(self, key: Key, held: Held, now: float, *, new: bool = False) -> None:
+    def _forward(self, key: Key, held: Held, now: float, *, new: bool = False) -> bool:
+        """Send towards the next hop and hold in custody (True), or fail or deliver here."""
         env = held.envelope
         if env.ttl <= 0:
             self.stats.ttl_expired += 1
             self._fail(key, held, ErrorCode.TTL_EXPIRED, now)
-            return
+            return False
         route = None
         pred = self.table.predecessor
         if (env.flags & F_FINAL and held.upstreams and pred is not None
@@ -447,7 +456,7 @@ class RingNode:
                 self._deliver(key, held, now)
             else:
                 self._fail(key, held, ErrorCode.NO_ROUTE, now)
-            return
+            return False
         hop, final = route
         flags = (env.flags | F_FINAL) if final else (env.flags & ~F_FINAL)
         fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, env.hops + 1, flags,
@@ -461,6 +470,7 @@ class RingNode:
         if st is None:
             st = self.stats
         st.forwarded += 1
+        return True
 
     def _deliver(self, key: Key, held: Held, now: float) -> None:
         env = held.envelope

@@ -54,7 +54,7 @@ from ..events import (
     Undeliverable,
 )
 from ..identity import NodeIdentity
-from ..messages import Envelope, Hello, Message, NodeRef
+from ..messages import Ack, Envelope, Hello, Message, NodeRef
 from ..node import NodeState, RingNode
 from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
 from .addr import format_hostport, is_wildcard, parse_hostport
@@ -809,36 +809,37 @@ class LiveNode:
         peer = link.peer
         now = trio.current_time()
         handle = core.handle_message
-        next_frame = dec.frames.next_frame
-        decode = dec.codec.decode
-        n = 0
         reason = ""
-        while True:
+        for _ in range(2):  # a second round only meets an oversized frame, if one follows
             try:
-                body = next_frame()
-                if body is None:
-                    break
-                msg = decode(body)
+                msgs = dec.messages()
             except FrameTooLarge as exc:
                 log_event(log, WARNING, "peer_dropped", node=self._short(),
                           peer=self._ref_str(peer), reason="frame too large", detail=str(exc))
                 reason = "frame too large"
                 break
-            except MalformedMessage as exc:
-                link.malformed += 1
-                log_event(log, WARNING, "malformed_message", node=self._short(),
-                          peer=self._ref_str(peer), detail=str(exc), count=link.malformed)
-                if link.malformed >= self.limits.max_malformed:
-                    reason = "too many malformed messages"
-                    log_event(log, WARNING, "peer_dropped", node=self._short(),
-                              peer=self._ref_str(peer), reason=reason)
-                    break
-                continue
-            n += 1
-            if type(msg) is Hello:
-                continue  # only the first one counts
-            handle(peer, msg, now)
-        link.frames_in += n
+            if not msgs:
+                break
+            link.frames_in += len(msgs)
+            for msg in msgs:
+                t = type(msg)
+                if t is Envelope or t is Ack:
+                    handle(peer, msg, now)
+                elif t is Hello:
+                    continue  # only the first one counts
+                elif issubclass(t, MalformedMessage):
+                    link.malformed += 1
+                    log_event(log, WARNING, "malformed_message", node=self._short(),
+                              peer=self._ref_str(peer), detail=str(msg), count=link.malformed)
+                    if link.malformed >= self.limits.max_malformed:
+                        reason = "too many malformed messages"
+                        log_event(log, WARNING, "peer_dropped", node=self._short(),
+                                  peer=self._ref_str(peer), reason=reason)
+                        break
+                else:
+                    handle(peer, msg, now)
+            if reason or not dec.frames.buffered:
+                break
         self._after(now)
         return reason
 

@@ -107,7 +107,10 @@ HDR_BAD_FLAGS = struct.pack(">QBBB", 1, 5, 0, 64) + b"\0" * 40
     (_body([1, 1, HDR, b"", [b"\0"]]), "trace entry must be 20 bytes"),
     (_body([1, 2, 7, b""]), "ack kind"),
     (_body([1, 2, True, b""]), "ack kind"),
-    (_body([1, 2, 1, b"\0" * 27]), "whole number of 28-byte records"),
+    (_body([1, 2, 1, b"\0" * 29]), "whole number of 30-byte records"),
+    (_body([1, 2, 1, b"\0" * 28 + b"\0\0"]), "ack run empty"),
+    (_body([1, 2, 1, b"\0" * 20 + b"\xff" * 8 + b"\0\2"]), "past its origin's last msg_id"),
+    (_body([1, 2, 1, (b"\0" * 28 + b"\x10\0") * 3]), "more than 8192 ids"),
     (_body([1, 2, 1, [[b"\0" * 20, 1]]]), "must be bytes"),
     (_body([1, 6, 1, None, [[b"\0" * 20, "a"]] * 300]), "at most 256"),
     (_body([1, 11, [b"\0" * 20, 5]]), "address must be a string"),
@@ -179,4 +182,138 @@ def test_ids_beyond_a_narrow_key_space_are_rejected():
     with pytest.raises(MalformedMessage, match="outside the key space"):
         narrow.decode(_body([1, 1, bad, b"", None]))
     with pytest.raises(MalformedMessage, match="outside the key space"):
-        narrow.decode(_body([1, 2, 1, b"\xff\xff" + b"\0" * 8]))
+        narrow.decode(_body([1, 2, 1, b"\xff\xff" + b"\0" * 8 + b"\0\1"]))
+
+
+def _slow_envelope_body(env):
+    """The envelope as plain msgpack would write it (what the encoder must match)."""
+    header = (struct.pack(">QBBB", env.msg_id, env.ttl, env.hops, env.flags)
+              + env.origin.to_bytes(20, "big") + env.dest.to_bytes(20, "big"))
+    trace = [x.to_bytes(20, "big") for x in env.trace] if env.trace else None
+    return _body([1, 1, header, env.payload, trace])
+
+
+envelopes = st.builds(Envelope, u64, ids, ids, u8, u8, st.integers(0, 63),
+                      st.binary(max_size=70_000) | st.binary(max_size=300),
+                      st.lists(ids, max_size=3).map(tuple))
+
+
+@given(envelopes)
+def test_envelope_frames_are_canonical_msgpack(env):
+    body = CODEC.encode(env)
+    assert body == _slow_envelope_body(env)
+    assert CODEC.encode_frame(env) == frame(body)
+    assert CODEC.decode(body) == env
+    assert type(CODEC.decode(body).payload) is bytes
+
+
+def test_envelopes_in_other_msgpack_forms_decode_the_same():
+    env = Envelope(7, 11, 12, 9, 1, 0, b"<message/>")
+    header = CODEC.encode(env)[5:56]
+    # payload as bin16 although it is short, trace as an empty array instead of nil
+    body = (b"\x95\x01\x01\xc4\x33" + header + b"\xc5\x00\x0a<message/>" + b"\x90")
+    assert CODEC.decode(body) == env
+    assert msgpack.unpackb(body)[3] == b"<message/>"
+    with pytest.raises(MalformedMessage):  # trailing bytes after a well-formed envelope
+        CODEC.decode(CODEC.encode(env) + b"\x00")
+    with pytest.raises(MalformedMessage, match="unknown envelope flags"):
+        CODEC.decode(CODEC.encode(env._replace(flags=64)))
+    small = WireCodec(KS, max_payload=4)
+    with pytest.raises(MalformedMessage, match="over 4 bytes"):
+        small.decode(CODEC.encode(env))
+
+
+keys = st.builds(envelope_key, ids, u64)
+
+
+@given(st.lists(st.one_of(keys, st.builds(lambda k, n: tuple(range(k, k + n)),
+                                          st.builds(envelope_key, ids, u64.map(lambda x: x - x % 4096)),
+                                          st.integers(1, 3000))), max_size=6))
+def test_ack_keys_round_trip_as_runs(parts):
+    flat = tuple(k for p in parts for k in (p if isinstance(p, tuple) else (p,)))
+    ack = Ack(AckKind.DELIVERED, flat[:8192])
+    assert CODEC.decode(CODEC.encode(ack)) == ack
+
+
+def test_ack_runs_stop_at_an_origins_last_msg_id_and_at_65535():
+    last = envelope_key(5, (1 << 64) - 1)
+    ack = Ack(AckKind.RECEIVED, (last - 1, last, last + 1, last + 2))  # origin 5 ends, 6 begins
+    body = CODEC.encode(ack)
+    assert len(msgpack.unpackb(body)[3]) == 2 * 30
+    assert CODEC.decode(body) == ack
+    big = WireCodec(KS, max_acks=70_000)
+    ack = Ack(AckKind.RECEIVED, tuple(range(envelope_key(1, 0), envelope_key(1, 70_000))))
+    body = big.encode(ack)
+    assert len(msgpack.unpackb(body)[3]) == 2 * 30
+    assert big.decode(body) == ack
+    assert len(CODEC.encode(Ack(AckKind.RECEIVED, tuple(range(100, 4196))))) < 50
+
+
+def _all_messages(dec):
+    out = []
+    for _ in range(1000):
+        try:
+            m = dec.next_message()
+        except FrameTooLarge:
+            out.append("too large")
+            break
+        except MalformedMessage as exc:
+            out.append(str(exc))
+            continue
+        if m is None:
+            break
+        out.append(m)
+    return out
+
+
+def _all_batched(dec):
+    out = []
+    for _ in range(1000):
+        try:
+            got = dec.messages()
+        except FrameTooLarge:
+            out.append("too large")
+            break
+        if not got:
+            break
+        out.extend(str(m) if isinstance(m, MalformedMessage) else m for m in got)
+    return out
+
+
+# Bodies that are never a valid message: a byte msgpack never uses, or an envelope's start
+# whose header is cut short.
+garbage = st.binary(max_size=60).map(lambda b: b"\xc1" + b) | st.binary(max_size=50).map(
+    lambda b: CODEC.encode(Envelope(1, 2, 3, 4, 5, 0, b""))[:5] + b)
+
+
+@given(st.lists(messages | garbage, max_size=10), st.data())
+def test_batched_reading_gives_what_reading_one_by_one_gives(parts, data):
+    stream = b"".join(frame(m) if isinstance(m, bytes) else CODEC.encode_frame(m) for m in parts)
+    if data.draw(st.booleans()):
+        stream += (1 << 20).to_bytes(4, "big") + CODEC.encode_frame(Ping(1))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    one, batched = MessageDecoder(CODEC, max_frame=70_000), MessageDecoder(CODEC, max_frame=70_000)
+    got_one, got_batched, prev = [], [], 0
+    for cut in [*cuts, len(stream)]:
+        for dec, got, read in ((one, got_one, _all_messages), (batched, got_batched, _all_batched)):
+            if not dec.closed:
+                dec.feed(stream[prev:cut])
+                got.extend(read(dec))
+        prev = cut
+    assert got_batched == got_one
+    assert [m for m in got_one if not isinstance(m, str)] == [
+        m for m in parts if not isinstance(m, bytes)]
+
+
+def test_a_large_frame_trickling_in_is_not_copied_each_time():
+    dec = MessageDecoder(CODEC)
+    env = Envelope(1, 2, 3, 4, 0, 0, b"y" * 500_000)
+    data = CODEC.encode_frame(env)
+    pieces = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    for piece in pieces[:-1]:
+        dec.feed(piece)
+        assert dec.frames._complete() is None
+        assert dec.messages() == []
+    dec.feed(pieces[-1])
+    assert dec.messages() == [env]
+    assert dec.frames.buffered == 0
