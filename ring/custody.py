@@ -15,6 +15,7 @@ ordered dicts are two timer queues with O(1) push, pop and peek, no heap needed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .messages import Envelope, NodeRef
@@ -81,33 +82,50 @@ class CustodyStore:
         sent[key] = held
 
     def mark_received(self, key: Key, sender_id: int, deadline: float) -> None:
-        sent = self._sent
-        held = sent.get(key) if sent is not None else None
-        if held is None or held.hop is None or held.hop.id != sender_id:
-            return
-        del sent[key]  # type: ignore[union-attr]
-        held.deadline = deadline
-        self._received[key] = held  # type: ignore[index]
+        self.mark_all_received((key,), sender_id, deadline)
 
     def pop_done(self, key: Key, sender_id: int) -> Held | None:
         """Remove and return the envelope if ``sender_id`` is the hop it was given to."""
+        out = self.pop_all_done((key,), sender_id)
+        return out[0][1] if out else None
+
+    def mark_all_received(self, keys: Iterable[Key], sender_id: int, deadline: float) -> None:
+        """The envelopes given to ``sender_id`` among ``keys`` reached it: second phase."""
         sent = self._sent
         if sent is None:
-            return None
-        held = sent.get(key)
-        d = sent
-        if held is None:
-            d = self._received  # type: ignore[assignment]
-            held = d.get(key)
+            return
+        received = self._received
+        for key in keys:
+            held = sent.get(key)
+            if held is None or held.hop is None or held.hop.id != sender_id:
+                continue
+            del sent[key]
+            held.deadline = deadline
+            received[key] = held  # type: ignore[index]
+
+    def pop_all_done(self, keys: Iterable[Key], sender_id: int) -> list[tuple[Key, Held]]:
+        """Remove and return the envelopes among ``keys`` that were given to ``sender_id``."""
+        sent = self._sent
+        if sent is None:
+            return []
+        received = self._received
+        out = []
+        for key in keys:
+            held = sent.get(key)
+            d = sent
             if held is None:
-                return None
-        if held.hop is None or held.hop.id != sender_id:
-            return None
-        del d[key]
-        self.count -= 1
-        if not sent and not self._received:
+                d = received  # type: ignore[assignment]
+                held = d.get(key)
+                if held is None:
+                    continue
+            if held.hop is None or held.hop.id != sender_id:
+                continue
+            del d[key]
+            out.append((key, held))
+        self.count -= len(out)
+        if not sent and not received:
             self._sent = self._received = None
-        return held
+        return out
 
     def remove(self, key: Key) -> Held | None:
         sent = self._sent

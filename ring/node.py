@@ -70,6 +70,8 @@ from .routing import RoutingTable
 from .wire import MalformedMessage, WireCodec, shared_codec
 
 ACK_BATCH = 4096
+_ACK_KINDS = tuple(AckKind)  # (iterating the Enum itself runs Python code every time)
+_new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__
 _NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)  # ids per Ack message (the codec accepts up to 8192)
 
 
@@ -202,7 +204,11 @@ class RingNode:
         self._out = None
         if self._acks:
             for peer, *per_kind in self._acks.values():
-                for kind, keys in zip(AckKind, per_kind):
+                for kind, keys in zip(_ACK_KINDS, per_kind):
+                    if len(keys) <= ACK_BATCH:
+                        if keys:
+                            out.append((peer, Ack(kind, tuple(keys))))
+                        continue
                     for i in range(0, len(keys), ACK_BATCH):
                         out.append((peer, Ack(kind, tuple(keys[i : i + ACK_BATCH]))))
             self._acks = None
@@ -285,6 +291,67 @@ class RingNode:
             handler = self._handlers.get(t)
             if handler is not None:
                 handler(self, sender, msg, now)
+
+    def handle_messages(self, sender: NodeRef, msgs: Sequence[Message], now: float) -> None:
+        """``handle_message`` for each of ``msgs``, all from ``sender``, in order.
+
+        The same outcome, for less: a live link hands over all that one read brought. The
+        usual envelope (new here, neither traced nor final, to be forwarded) takes a short
+        path, with the routing state and the sender's acks looked up once; anything else
+        goes the general way, after which the routing state is looked up again (the
+        general way may change it).
+        """
+        custody = self._custody
+        next_hop = self.table.next_hop
+        m = self.space.modulus
+        max_custody = self.config.max_custody
+        deadline = now + self.config.ack_timeout
+        slow = F_TRACE | F_FINAL
+        received: list[Key] | None = None
+        forwarded = 0
+        fast, lo, span, done = self._fast_path_state()
+        for msg in msgs:
+            if type(msg) is Envelope and fast:
+                msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
+                key = (origin << 64) | msg_id
+                if (flags & slow or ttl <= 0 or 0 < (dest - lo) % m <= span
+                        or custody.count >= max_custody
+                        or (custody.count and custody.get(key) is not None)
+                        or (done is not None and key in done)):
+                    route = None
+                else:
+                    route = next_hop(dest)
+                if route is not None:
+                    hop, final = route
+                    custody.put_new(key, Held(msg, [sender]), hop, deadline)  # type: ignore[arg-type]
+                    fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1, hops + 1,
+                                                   flags | F_FINAL if final else flags,
+                                                   payload, trace))
+                    out = self._out
+                    if out is None:
+                        self._out = [(hop, fwd)]
+                    else:
+                        out.append((hop, fwd))
+                    if received is None:
+                        received = self._ack_list(AckKind.RECEIVED, sender)
+                    received.append(key)
+                    forwarded += 1
+                    continue
+            self.handle_message(sender, msg, now)
+            fast, lo, span, done = self._fast_path_state()
+        if forwarded:
+            self.stats.forwarded += forwarded
+
+    def _fast_path_state(self) -> tuple[bool, int, int, dict[Key, float] | None]:
+        """Whether envelopes may take handle_messages' short path, and what it needs: the
+        predecessor's id, the width of the span this node is responsible for, and the
+        delivered keys. Only an active node that knows its predecessor and successor."""
+        t = self.table
+        pred = t.predecessor
+        if self.state is not NodeState.ACTIVE or pred is None or not t.successors:
+            return False, 0, 0, None
+        span = (self.me.id - pred.id) % self.space.modulus
+        return span != 0, pred.id, span, self._done
 
     def peer_unreachable(self, peer: NodeRef, now: float, reason: str = "unreachable") -> None:
         """The driver could not reach ``peer`` (connection refused or reset)."""
@@ -510,19 +577,23 @@ class RingNode:
 
     def _on_ack(self, sender: NodeRef, ack: Ack, now: float) -> None:
         custody = self._custody
-        if ack.kind is AckKind.RECEIVED:
-            deadline = now + self.config.custody_timeout
-            for key in ack.ids:
-                custody.mark_received(key, sender.id, deadline)
+        kind = ack.kind
+        if kind is AckKind.RECEIVED:
+            custody.mark_all_received(ack.ids, sender.id, now + self.config.custody_timeout)
             return
-        delivered = ack.kind is AckKind.DELIVERED
-        for key in ack.ids:
-            held = custody.pop_done(key, sender.id)
-            if held is None:
-                continue
-            self._finish(key, held, now, delivered=delivered)
+        # DELIVERED or FAILED: the outcome is known, pass it on upstream (_finish, inlined).
+        delivered = kind is AckKind.DELIVERED
+        me = self.me.id
+        last = -1
+        keys: list[Key] = []
+        for key, held in custody.pop_all_done(ack.ids, sender.id):
+            for u in held.upstreams:
+                if u.id != last:
+                    keys = self._ack_list(kind, u)
+                    last = u.id
+                keys.append(key)
             env = held.envelope
-            if delivered and env.origin == self.me.id and not env.flags & (F_ERROR | F_PROBE):
+            if delivered and env.origin == me and not env.flags & (F_ERROR | F_PROBE):
                 self._event(Confirmed(env.msg_id, env.dest))
 
     def _expire_custody(self, now: float) -> None:
@@ -594,13 +665,17 @@ class RingNode:
         self._event(ProbeResult(msg_id, dest, trace, hops))
 
     def _ack(self, kind: AckKind, peer: NodeRef, key: Key) -> None:
+        self._ack_list(kind, peer).append(key)
+
+    def _ack_list(self, kind: AckKind, peer: NodeRef) -> list[Key]:
+        """The keys waiting to be acked to ``peer`` with ``kind`` (append to it)."""
         acks = self._acks
         if acks is None:
             acks = self._acks = {}
         entry = acks.get(peer.id)
         if entry is None:
             entry = acks[peer.id] = (peer, [], [], [])
-        entry[1 + kind].append(key)
+        return entry[1 + kind]
 
     def _prune_done(self, now: float) -> None:
         done = self._done

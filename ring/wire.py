@@ -68,6 +68,7 @@ _ENV_FIXED = struct.Struct(">QBBB")  # msg_id, ttl, hops, flags; then origin and
 _LEN = struct.Struct(">I")
 _BIN8 = [bytes((0xC4, n)) for n in range(256)]  # msgpack bin8 tags, by length
 _NIL = b"\xc0"
+_NO_ERRORS: list = []  # what MessageDecoder.messages returns when a read was clean (never changed)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__ (80 ns less)
 _ACK_KINDS = frozenset(int(k) for k in AckKind)
 
@@ -586,25 +587,27 @@ class MessageDecoder:
             return None
         return self.codec.decode(body)
 
-    def messages(self) -> list[Message | MalformedMessage]:
-        """Every message the buffered bytes complete, in order: the fast way to read.
+    def messages(self) -> tuple[list[Message], list[MalformedMessage]]:
+        """Every message the buffered bytes complete, in order, and the errors of the
+        malformed frames among them (consumed; the caller decides what they cost the peer):
+        the fast way to read.
 
-        A malformed frame is consumed and stands in the list as its ``MalformedMessage``, so
-        the caller knows where it was and decides what it costs the peer. An oversized
-        length prefix ends the list; the call that meets it first raises ``FrameTooLarge``
-        (and the decoder is closed), so the messages before it are never lost.
+        An oversized length prefix ends the list; the call that meets it first raises
+        ``FrameTooLarge`` (and the decoder is closed), so the messages before it are never
+        lost.
         """
         frames = self.frames
         data = frames._complete()
         if data is None:
-            return []
+            return [], _NO_ERRORS
         codec = self.codec
         decode = codec.decode
         envelope_at = codec._envelope_at
         prefix = codec._env_prefix
         unpack_len = _LEN.unpack_from
         max_frame = frames.max_frame
-        out: list[Message | MalformedMessage] = []
+        out: list[Message] = []
+        errors: list[MalformedMessage] = _NO_ERRORS
         size = len(data)
         i = 0
         while size - i >= HEADER:
@@ -621,9 +624,11 @@ class MessageDecoder:
                         continue
                 out.append(decode(data[s:e]))
             except MalformedMessage as exc:
-                out.append(exc)
+                if errors is _NO_ERRORS:
+                    errors = []
+                errors.append(exc)
         frames._consume(i)
-        return out
+        return out, errors
 
 
 def frame(body: bytes) -> bytes:

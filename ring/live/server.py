@@ -1,7 +1,7 @@
 """A live ring node: the sans-IO ``RingNode`` driven by trio over (mutual TLS) TCP links.
 
 The shell only moves bytes and time. Per link, one task reads bytes into a MessageDecoder and
-feeds every message to ``core.handle_message(peer, msg, now)``; after each batch of input the
+feeds all that a read completed to ``core.handle_messages(peer, msgs, now)``; after each read the
 core's outputs are encoded into per-peer send buffers, each drained by the link's single
 writer (``PeerLink.write_loop``), which coalesces whatever accumulated into one send. One
 timer task sleeps until ``core.get_timer()`` and calls ``handle_timer``.
@@ -54,7 +54,7 @@ from ..events import (
     Undeliverable,
 )
 from ..identity import NodeIdentity
-from ..messages import Ack, Envelope, Hello, Message, NodeRef
+from ..messages import Envelope, Hello, Message, NodeRef
 from ..node import NodeState, RingNode
 from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
 from .addr import format_hostport, is_wildcard, parse_hostport
@@ -808,40 +808,39 @@ class LiveNode:
         core = self.core
         peer = link.peer
         now = trio.current_time()
-        handle = core.handle_message
         reason = ""
         for _ in range(2):  # a second round only meets an oversized frame, if one follows
             try:
-                msgs = dec.messages()
+                msgs, errors = dec.messages()
             except FrameTooLarge as exc:
                 log_event(log, WARNING, "peer_dropped", node=self._short(),
                           peer=self._ref_str(peer), reason="frame too large", detail=str(exc))
                 reason = "frame too large"
                 break
+            link.frames_in += len(msgs) + len(errors)
+            if errors:
+                reason = self._on_malformed(link, errors)
+                if reason:
+                    break
             if not msgs:
                 break
-            link.frames_in += len(msgs)
-            for msg in msgs:
-                t = type(msg)
-                if t is Envelope or t is Ack:
-                    handle(peer, msg, now)
-                elif t is Hello:
-                    continue  # only the first one counts
-                elif issubclass(t, MalformedMessage):
-                    link.malformed += 1
-                    log_event(log, WARNING, "malformed_message", node=self._short(),
-                              peer=self._ref_str(peer), detail=str(msg), count=link.malformed)
-                    if link.malformed >= self.limits.max_malformed:
-                        reason = "too many malformed messages"
-                        log_event(log, WARNING, "peer_dropped", node=self._short(),
-                                  peer=self._ref_str(peer), reason=reason)
-                        break
-                else:
-                    handle(peer, msg, now)
-            if reason or not dec.frames.buffered:
+            core.handle_messages(peer, msgs, now)
+            if not dec.frames.buffered:
                 break
         self._after(now)
         return reason
+
+    def _on_malformed(self, link: PeerLink, errors: list[MalformedMessage]) -> str:
+        for exc in errors:
+            link.malformed += 1
+            log_event(log, WARNING, "malformed_message", node=self._short(),
+                      peer=self._ref_str(link.peer), detail=str(exc), count=link.malformed)
+            if link.malformed >= self.limits.max_malformed:
+                reason = "too many malformed messages"
+                log_event(log, WARNING, "peer_dropped", node=self._short(),
+                          peer=self._ref_str(link.peer), reason=reason)
+                return reason
+        return ""
 
     async def _pause(self, link: PeerLink) -> None:
         """Backpressure: hold this reader while another link is congested (bounded)."""

@@ -1,0 +1,86 @@
+"""RingNode.handle_messages (a read's worth at once) does exactly what handle_message does
+one message at a time: same outputs, events, custody and counters, whatever the batch holds."""
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ring.config import RingConfig
+from ring.messages import (Ack, AckKind, Envelope, Flags, Leave, Neighbours, NodeRef, Notify,
+                           Ping, envelope_key)
+from ring.node import RingNode
+
+CFG = RingConfig(expected_nodes=8, max_custody=6)
+M = CFG.space.modulus
+# Four nodes spread round the ring; the node under test is B, between A and C.
+A, B, C, D = (NodeRef(k * M // 4 + 12345, f"n{k}") for k in range(4))
+NEW = NodeRef(B.id - M // 16, "new")  # between A and B: becomes B's predecessor if it notifies
+
+
+def _node(cfg: RingConfig = CFG) -> RingNode:
+    n = RingNode(B, cfg, rng=random.Random(1), msg_id_base=100)
+    n.create(0.0)
+    n.table.set_successors([C, D])
+    n.table.set_predecessor(A)
+    n.table.set_finger(CFG.space.bits - 1, D)
+    n.take_outputs()
+    n.take_events()
+    return n
+
+
+# Destinations: B's own span (delivered here), C's and D's spans (forwarded), B itself.
+dests = st.sampled_from([A.id + 5, B.id - 1, B.id, B.id + 1, C.id + 7, D.id - 3, D.id + 9])
+origins = st.sampled_from([A.id, C.id, D.id, B.id])
+msg_ids = st.integers(0, 7) | st.just((1 << 64) - 1)
+envelopes = st.builds(
+    Envelope, msg_ids, origins, dests, st.sampled_from([0, 1, 9]), st.integers(0, 3),
+    st.sampled_from([0, 0, 0, int(Flags.FINAL), int(Flags.TRACE), int(Flags.PROBE)]),
+    st.just(b"<message/>"), st.just(()))
+acks = st.builds(Ack, st.sampled_from(AckKind),
+                 st.lists(st.builds(envelope_key, origins, msg_ids), max_size=4).map(tuple))
+# Messages that change B's routing state in the middle of a batch.
+others = st.sampled_from([Notify(), Ping(3), Leave(NEW, (B, C)),
+                          Neighbours(1, A, (B, C, D))])
+senders = st.sampled_from([A, C, D, NEW])
+batches = st.lists(st.tuples(senders, st.lists(envelopes | acks | others, max_size=12)),
+                   max_size=5)
+
+
+def _state(n: RingNode):
+    custody = n._custody
+    held = {}
+    for key in {envelope_key(o, i) for o in (A.id, B.id, C.id, D.id)
+                for i in [*range(8), (1 << 64) - 1]}:
+        h = custody.get(key)
+        if h is not None:
+            held[key] = (h.envelope, tuple(h.upstreams), h.hop, h.deadline, h.attempts)
+    return (list(n.take_outputs()), list(n.take_events()), held, len(custody),
+            n.stats, n.table.predecessor, n.table.successors)
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches)
+def test_a_batch_has_the_effect_of_its_messages_one_by_one(batches):
+    one, many = _node(), _node()
+    now = 1.0
+    for sender, msgs in batches:
+        for msg in msgs:
+            one.handle_message(sender, msg, now)
+        many.handle_messages(sender, msgs, now)
+        assert _state(many) == _state(one)
+        now += 0.5
+
+
+def test_the_short_path_forwards_and_acks_like_the_long_one():
+    cfg = RingConfig(expected_nodes=8)
+    one, many = _node(cfg), _node(cfg)
+    envs = [Envelope(i, A.id, C.id + 7, 9, 1, 0, b"x") for i in range(50)]
+    for e in envs:
+        one.handle_message(A, e, 1.0)
+    many.handle_messages(A, envs, 1.0)
+    out = list(many.take_outputs())
+    assert out == list(one.take_outputs())
+    assert [m.ttl for _, m in out[:50]] == [8] * 50
+    assert out[-1] == (A, Ack(AckKind.RECEIVED, tuple(envelope_key(A.id, i) for i in range(50))))
+    assert many.stats.forwarded == 50 and many.custody_count == 50
