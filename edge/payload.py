@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -62,9 +62,11 @@ class PayloadLimits:
     max_ttl: float = 3600.0
 
 
-@dataclass(frozen=True, slots=True)
-class StanzaPayload:
-    """A stanza for the entity at the destination key. ``edge``: the edge it entered by."""
+class StanzaPayload(NamedTuple):
+    """A stanza for the entity at the destination key. ``edge``: the edge it entered by.
+
+    A NamedTuple (immutable, and three times cheaper to make than a frozen dataclass): one
+    is decoded for every stanza a node delivers."""
 
     stanza: bytes
     edge: int | None = None
@@ -178,7 +180,8 @@ class PayloadCodec:
         if not isinstance(body, bytes) or not isinstance(meta, dict):
             raise MalformedPayload("payload body must be bytes and meta a map")
         if kind == 1 and type(kind) is int:  # STANZA, the hot path: no enum lookup
-            self._check_stanza(body)
+            if not body or len(body) > self.limits.max_stanza_bytes:
+                self._check_stanza(body)  # raises, saying why
             edge = meta.get("e")
             return StanzaPayload(body, self._read_id(edge, "edge") if edge is not None else None)
         try:

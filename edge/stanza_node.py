@@ -271,9 +271,15 @@ class StanzaNode:
         self._drained = trio.Event()
 
     def _dispatch(self, evs: list[RouterEvent]) -> None:
+        observers, debug = self.observers, log.isEnabledFor(DEBUG)
         for ev in evs:
             t = type(ev)
-            if t is StanzaBounced:
+            if t is StanzaArrived or t is StanzaExited:  # one per stanza: first and cheap
+                if debug:
+                    log_event(log, DEBUG, "stanza_arrived" if t is StanzaArrived else "stanza_exited",
+                              node=self._short(), id=ev.element.get("id"), to=ev.element.get("to"),
+                              hops=ev.hops, trace=">".join(self.live.space.short(x) for x in ev.trace))
+            elif t is StanzaBounced:
                 log_event(log, INFO, "stanza_bounced", node=self._short(), to=ev.element.get("to"),
                           condition=ev.condition, reason=ev.reason)
             elif t is PayloadRefused:
@@ -282,11 +288,7 @@ class StanzaNode:
             elif t is EdgeAnnounced and ev.new:
                 log_event(log, INFO, "edge_registered", node=self._short(),
                           edge=self.live.space.short(ev.entry.edge), domains=",".join(ev.entry.domains))
-            elif (t is StanzaArrived or t is StanzaExited) and log.isEnabledFor(DEBUG):
-                log_event(log, DEBUG, "stanza_arrived" if t is StanzaArrived else "stanza_exited",
-                          node=self._short(), id=ev.element.get("id"), to=ev.element.get("to"),
-                          hops=ev.hops, trace=">".join(self.live.space.short(x) for x in ev.trace))
-            for observer in self.observers:
+            for observer in observers:
                 try:
                     observer(ev)
                 except Exception:
