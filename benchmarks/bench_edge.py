@@ -14,7 +14,9 @@ fast as the socket takes them. The stanzas are headline messages with a 100-char
    their keys fall on the *other* nodes in equal shares: every stanza crosses the ring. A
    stanza counts once it reaches the node where its recipient lives and that node's router
    has unwrapped and parsed it (summed over the nodes). Then the same envelopes are
-   originated at the edge without s2s, which shows the ring's own share of the edge's cost;
+   originated at the edge without s2s, which shows the ring's own share of the edge's cost.
+   Each node process tunes its garbage collector as ``ringmesh edge run`` does
+   (:mod:`edge.collector`);
 2. a private Prosody 0.12 as receiving server (logging at ``warn``): the stanzas go to a user
    connected over c2s, and count when they reach that client (a raw socket counting
    ``</message>``).
@@ -28,9 +30,11 @@ that ratio too: on a machine with fewer cores than processes, shared with other 
 delivered rate of a five-process setup measures the scheduler as much as the code, while the
 CPU per stanza does not. Beside them, every process's CPU per stanza (sender, edge, each
 ring node; sender and Prosody) and their sum: where the cores' time goes when there are
-fewer cores than processes. ``--profile edge`` (or ``nodes``, ``all``) profiles those ring
-node processes while they measure (cProfile: it slows them enough to disturb the ring);
-``--spy DIR`` samples every process with py-spy instead, which barely does.
+fewer cores than processes, and each ring node's time spent collecting garbage. ``--spy DIR``
+samples every process with py-spy (when installed) while the edge rounds measure, and splits
+each one's CPU per stanza by layer (s2s streams, stanza routing, ring core, ring links, TLS,
+trio) and by function; ``--profile edge`` (or ``nodes``, ``all``) runs cProfile in those ring
+node processes instead, which slows them enough to disturb the ring (re-routes, duplicates).
 """
 
 from __future__ import annotations
@@ -504,6 +508,26 @@ class Spy:
     IDLE = ("EpollIOManager.get_events", "Connection._recv ", "Connection._recv_bytes", "Connection.poll",
             "WorkerThread._work", "Condition.wait", "Lock.acquire")
 
+    LAYERS = (  # (file path prefix, layer), first match wins
+        ("edge/s2s_", "s2s streams"), ("edge/xmlstream", "s2s streams"), ("edge/tls_stream", "s2s streams"),
+        ("edge/jid", "JIDs"), ("edge/", "stanza routing"), ("ring/live/", "ring links"),
+        ("ring/", "ring core"), ("trio/_ssl", "TLS"), ("ssl.py", "TLS"), ("trio/", "trio"),
+    )
+
+    @classmethod
+    def _layer(cls, frames: list[str]) -> str:
+        """The layer of the innermost frame that is not generated code (a dataclass's
+        ``__init__`` counts for its caller)."""
+        for fr in reversed(frames):
+            path = fr[fr.rfind("(") + 1:-1]
+            if path.startswith("<"):
+                continue
+            for prefix, layer in cls.LAYERS:
+                if path.startswith(prefix):
+                    return layer
+            return "other"
+        return "other"
+
     def report(self, cpu_us: dict[str, float], top: int = 14) -> str:
         """Per process: the functions that hold its CPU (self, then with callees), as shares
         of its samples scaled to its measured CPU per stanza (samples are wall-clock
@@ -514,6 +538,7 @@ class Spy:
         for name in self.pids:
             own: dict[str, int] = {}
             inclusive: dict[str, int] = {}
+            layers: dict[str, int] = {}
             total = 0
             for i in range(1, self.rounds + 1):
                 f = self.dir / f"{name}-round{i}.txt"
@@ -529,11 +554,15 @@ class Spy:
                     k = int(count)
                     total += k
                     own[frames[-1]] = own.get(frames[-1], 0) + k
+                    layer = self._layer(frames)
+                    layers[layer] = layers.get(layer, 0) + k
                     for fr in set(frames):
                         inclusive[fr] = inclusive.get(fr, 0) + k
             us = cpu_us.get(name, 0.0)
             scale = us / total if total else 0.0
             out.append(f"== {name}: {us:.1f} us/stanza measured, {total} busy samples ==")
+            out.append("  by layer: " + "  ".join(f"{layer} {k * scale:.1f}" for layer, k in
+                                                 sorted(layers.items(), key=lambda kv: -kv[1])))
             for title, table in (("self", own), ("with callees", inclusive)):
                 out.append(f"  {title}:")
                 rows = sorted(table.items(), key=lambda kv: -kv[1])
