@@ -181,6 +181,15 @@ def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sen
             gc_cpu[0] += time.process_time() - gc_cpu[1]
 
     gc.callbacks.append(on_gc)
+    # When the last stanza arrived (the benchmark's clock stops there, however late it asks).
+    last_arrival = [0.0]
+    deliver_many = node.router.on_delivered_many
+
+    def timed_delivery(envs: list, now: float) -> None:
+        deliver_many(envs, now)
+        last_arrival[0] = time.monotonic()
+
+    node.router.on_delivered_many = timed_delivery  # type: ignore[method-assign]
     load_items: list = []
 
     async def originate(items: list) -> None:
@@ -200,7 +209,8 @@ def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sen
                 cmd = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
                 if cmd == "stats":
                     conn.send((node.router.stats.arrived, time.process_time(), live.core.table.successor.id
-                               if live.core.table.successor else None, len(node.router.registry), gc_cpu[0]))
+                               if live.core.table.successor else None, len(node.router.registry), gc_cpu[0],
+                               last_arrival[0]))
                 elif cmd in ("profile-on", "profile-off"):
                     if profile:
                         import cProfile
@@ -301,8 +311,8 @@ class C2SCounter:
             chunk = tail + data
             n = chunk.count(b"</message>")
             if n:
+                self.last = time.monotonic()  # first: whoever sees the new count sees its time
                 self.count += n
-                self.last = time.monotonic()
             tail = chunk[-9:]
 
     def close(self) -> None:
@@ -331,12 +341,18 @@ def _call(conn, cmd):  # noqa: ANN001, ANN202
     return conn.recv()
 
 
+POLL = 0.025  # seconds between polls of the counters (each poll costs every process a little CPU)
+
+
 def _wait(count_fn, target: int, timeout: float) -> float | None:  # noqa: ANN001
+    """When ``count_fn()`` (a count, and the monotonic time its last increment happened)
+    reached ``target``: the time of that increment, not of the poll that saw it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if count_fn() >= target:
-            return time.monotonic()
-        time.sleep(0.005)
+        n, last = count_fn()
+        if n >= target:
+            return last
+        time.sleep(POLL)
     return None
 
 
@@ -387,8 +403,9 @@ def run_ring(args: argparse.Namespace, ctx, sender, tmp: str) -> dict:  # noqa: 
     else:
         raise RuntimeError("the ring did not converge within 60 s")
 
-    def arrived() -> int:
-        return sum(_call(c, "stats")[0] for c in conns.values())
+    def arrived() -> tuple[int, float]:
+        stats = [_call(c, "stats") for c in conns.values()]
+        return sum(s[0] for s in stats), max(s[5] for s in stats)
 
     jids = spread_jids(space, ids, "edge", 4096)
     spy = Spy(args.spy, {"sender": args.sender_pid} | {r: p.pid for r, p in procs.items()})
@@ -401,10 +418,10 @@ def run_ring(args: argparse.Namespace, ctx, sender, tmp: str) -> dict:  # noqa: 
                           lambda: spy.stop() or [_call(c, "profile-off") for c in conns.values()])
         # The same envelopes originated at the edge without s2s: the ring's share of its cost.
         _call(conns["edge"], ("prepare", args.stanzas, jids))
-        base = arrived()
+        base = arrived()[0]
         cpu0, t0 = {r: _proc_cpu(p.pid) for r, p in procs.items()}, time.monotonic()
         _call(conns["edge"], "load")
-        t_end = _wait(lambda: arrived() - base, args.stanzas, 300)
+        t_end = _wait(lambda: _since(arrived, base), args.stanzas, 300)
         cpu1 = {r: _proc_cpu(p.pid) for r, p in procs.items()}
         if t_end is not None:
             per = {r: (cpu1[r] - cpu0[r]) / args.stanzas * 1e6 for r in cpu0}
@@ -455,7 +472,7 @@ def run_prosody(args: argparse.Namespace, sender, tmp: str) -> dict:  # noqa: AN
         try:
             pid = peer.proc.pid
             return {"rounds": [_measure(args, sender, ("127.0.0.1", peer.s2s_port, PROSODY, f"bob@{PROSODY}"),
-                                        lambda: client.count,
+                                        lambda: (client.count, client.last),
                                         lambda: {"sender": _proc_cpu(args.sender_pid), "prosody": _proc_cpu(pid)},
                                         lambda: None,
                                         lambda: None) for _ in range(args.rounds)]}
@@ -573,27 +590,33 @@ class Spy:
         return "\n".join(out)
 
 
+def _since(count, base: int) -> tuple[int, float]:  # noqa: ANN001
+    n, last = count()
+    return n - base, last
+
+
 def _measure(args, sender, target, count, cpu, prof_on, prof_off) -> dict:  # noqa: ANN001
+    """``count()``: stanzas delivered so far, and the monotonic time of the last one."""
     host, port, domain, to = target
     n = args.stanzas
-    base = count()
+    base = count()[0]
     sender.send(("blast", host, port, domain, to, n))
     answer = sender.recv()
     if answer != "warm":
         raise RuntimeError(f"the sender failed: {answer}")
-    if _wait(lambda: count() - base, WARMUP, 60) is None:
-        raise RuntimeError(f"warm-up stanzas did not all arrive at {domain} ({count() - base}/{WARMUP})")
-    base = count()
+    if _wait(lambda: _since(count, base), WARMUP, 60) is None:
+        raise RuntimeError(f"warm-up stanzas did not all arrive at {domain} ({count()[0] - base}/{WARMUP})")
+    base = count()[0]
     prof_on()
     cpu0, wall0 = cpu() | {"box": _box_busy()}, time.monotonic()
     sender.send("go")
-    t_end = _wait(lambda: count() - base, n, 300)
+    t_end = _wait(lambda: _since(count, base), n, 300)
     cpu1, wall1 = cpu() | {"box": _box_busy()}, time.monotonic()
     prof_off()
     t0, t_sent = sender.recv()
     sender.send("close")
     if t_end is None:
-        raise RuntimeError(f"only {count() - base} of {n} stanzas arrived at {domain}")
+        raise RuntimeError(f"only {count()[0] - base} of {n} stanzas arrived at {domain}")
     wall = wall1 - wall0
     box = cpu1.pop("box") - cpu0.pop("box")
     return {"rate": n / (t_end - t0), "secs": t_end - t0, "sent_secs": t_sent - t0, "box": box / wall,
