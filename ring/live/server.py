@@ -61,7 +61,7 @@ from .addr import format_hostport, is_wildcard, parse_hostport
 from .limits import LiveLimits
 from .link import LinkState, PeerLink
 from .logfmt import log_event
-from .tls import PeerCertificateError, RingTls, peer_node_id
+from .tls import PeerCertificateError, RingTls, peer_node_id, take_decrypted
 
 log = logging.getLogger("ringmesh.live")
 INFO, DEBUG, WARNING = logging.INFO, logging.DEBUG, logging.WARNING
@@ -792,6 +792,8 @@ class LiveNode:
             now = link.last_read = trio.current_time()
             before = link.frames_in
             frames.feed(data)
+            for more in take_decrypted(stream, recv):
+                frames.feed(more)
             r = self._on_input(link, dec)
             if r:
                 return r

@@ -11,6 +11,8 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+import trio
+
 from ..ca import node_id_of_der, node_id_of_pem_file
 from ..keyspace import KeySpace
 
@@ -68,3 +70,38 @@ def peer_node_id(stream, space: KeySpace) -> int:  # noqa: ANN001 - SSLStream or
         return node_id_of_der(space, der)
     except ValueError as exc:
         raise PeerCertificateError(str(exc)) from None
+
+
+def take_decrypted(stream: trio.abc.Stream, max_bytes: int) -> list[bytes]:
+    """What a TLS stream can give at once, without I/O: the plaintext of the records that
+    came with its last socket read, beyond the one record ``receive_some`` returned.
+
+    trio's SSLStream decrypts one TLS record (16 KiB at most) per ``receive_some``, and
+    each call goes once round the scheduler, while the rest of a 64 KiB socket read waits
+    decrypted-to-be in its incoming buffer. Taking it all at once hands the core batches
+    four times larger: B of bench_live spent 7.7 instead of 6.2 us per forwarded stanza
+    without it. This reads through the SSLStream's SSLObject (``_ssl_object``, not public
+    API), synchronously and only from the stream's one reading task, so none of trio's own
+    bookkeeping is interleaved with it; a stream without one (plain TCP) gives []. A TLS
+    error raises BrokenResourceError, as ``receive_some`` would; the peer's close_notify
+    ends the list, and the next ``receive_some`` reports the end of the stream. (Anything
+    the reads make the SSLObject send, such as the answer to a TLS 1.3 key update, goes out
+    with the stream's next send.)
+    """
+    obj = getattr(stream, "_ssl_object", None)
+    if obj is None:
+        return []
+    out = []
+    total = 0
+    while total < max_bytes:
+        try:
+            data = obj.read(max_bytes - total)
+        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            break
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            raise trio.BrokenResourceError("TLS error while decrypting") from exc
+        if not data:
+            break
+        out.append(data)
+        total += len(data)
+    return out
