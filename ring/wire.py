@@ -137,6 +137,9 @@ class WireCodec:
         self._env_start = struct.Struct(">I5sQBBB")  # frame length, prefix, fixed fields
         self._env_fixed = struct.Struct(f">QBBB{idb}s{idb}s")
         self._env_tag = 5 + 11 + 2 * idb  # where the payload's bin tag sits in the body
+        # MessageDecoder.messages reads a frame's length, the envelope prefix, the fixed
+        # fields, both ids and the payload's tag with this one unpack.
+        self._env_frame_head = struct.Struct(f">I5sQBBB{idb}s{idb}sB")
 
     # -- encoding -------------------------------------------------------------------------
 
@@ -149,18 +152,16 @@ class WireCodec:
     def encode(self, msg: Message) -> bytes:
         """Encode one message into a frame body (no length prefix)."""
         if type(msg) is Envelope:
-            return self._envelope_frame(msg)[HEADER:]  # type: ignore[arg-type]
+            return self.encode_frame(msg)[HEADER:]
         return self._packer.pack(self._to_list(msg))
 
     def encode_frame(self, msg: Message) -> bytes:
-        if type(msg) is Envelope:  # first: every stanza at every hop comes through here
-            return self._envelope_frame(msg)  # type: ignore[arg-type]
-        body = self._packer.pack(self._to_list(msg))
-        return len(body).to_bytes(HEADER, "big") + body
-
-    def _envelope_frame(self, env: Envelope) -> bytes:
-        """The one place that lays out an envelope (see the module docstring)."""
-        msg_id, origin, dest, ttl, hops, flags, payload, trace = env
+        if type(msg) is not Envelope:
+            body = self._packer.pack(self._to_list(msg))
+            return len(body).to_bytes(HEADER, "big") + body
+        # The one place that lays out an envelope (see the module docstring); every stanza
+        # at every hop comes through here.
+        msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
         n = len(payload)
         if n < 256:
             tag = _BIN8[n]
@@ -602,26 +603,54 @@ class MessageDecoder:
             return [], _NO_ERRORS
         codec = self.codec
         decode = codec.decode
-        envelope_at = codec._envelope_at
         prefix = codec._env_prefix
+        head = codec._env_frame_head
+        unpack_head = head.unpack_from
+        head_size = head.size
         unpack_len = _LEN.unpack_from
+        # Payload offsets in the frame after a bin8 or bin16 tag; narrow key spaces, whose
+        # ids need a range check, always go through decode.
+        end8 = HEADER + codec._env_tag + 2
+        end16 = end8 + 1
+        unknown = ~F_KNOWN if not codec._ids_can_overflow else -1
+        max_payload = codec.max_payload
         max_frame = frames.max_frame
+        new, fb = _new_envelope, int.from_bytes
         out: list[Message] = []
         errors: list[MalformedMessage] = _NO_ERRORS
         size = len(data)
         i = 0
-        while size - i >= HEADER:
-            s = i + HEADER
-            e = s + unpack_len(data, i)[0]
-            if e > size or e - s > max_frame:
+        while True:
+            # An envelope in the encoder's form with a payload under 64 KiB and no trace is
+            # read right here (as WireCodec._envelope_at would read it); anything else,
+            # including every error, goes through decode.
+            if size - i >= head_size:
+                n, pre, msg_id, ttl, hops, flags, ob, db, tag = unpack_head(data, i)
+            elif size - i >= HEADER:
+                n = unpack_len(data, i)[0]
+                pre = None
+            else:
+                break
+            e = i + HEADER + n
+            if e > size or n > max_frame:
                 break  # incomplete, or too large: raised by the next call, which starts there
+            if pre == prefix and e > i + end8 and not flags & unknown:
+                if tag == 0xC4:
+                    q = i + end8
+                    t = q + data[q - 1]
+                elif tag == 0xC5:
+                    q = i + end16
+                    t = q + ((data[q - 2] << 8) | data[q - 1])
+                else:
+                    t = 0
+                if t + 1 == e and data[t] == 0xC0 and t - q <= max_payload:
+                    out.append(new(Envelope, (msg_id, fb(ob, "big"), fb(db, "big"), ttl, hops,
+                                              flags, data[q:t], ())))
+                    i = e
+                    continue
+            s = i + HEADER
             i = e
             try:
-                if data.startswith(prefix, s):
-                    env = envelope_at(data, s, e)
-                    if env is not None:
-                        out.append(env)
-                        continue
                 out.append(decode(data[s:e]))
             except MalformedMessage as exc:
                 if errors is _NO_ERRORS:

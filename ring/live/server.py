@@ -62,7 +62,7 @@ from .gctune import raise_first_threshold
 from .limits import LiveLimits
 from .link import LinkState, PeerLink
 from .logfmt import log_event
-from .tls import PeerCertificateError, RingTls, peer_node_id, take_decrypted
+from .tls import PeerCertificateError, RingTls, WideReads, peer_node_id, take_decrypted
 
 log = logging.getLogger("ringmesh.live")
 INFO, DEBUG, WARNING = logging.INFO, logging.DEBUG, logging.WARNING
@@ -612,7 +612,8 @@ class LiveNode:
         cert_id: int | None = None
         if self.tls is not None:
             ctx = self.tls.server if server_side else self.tls.client
-            stream = trio.SSLStream(tcp, ctx, server_side=server_side)
+            stream = trio.SSLStream(WideReads(tcp, self.limits.recv_size), ctx,
+                                    server_side=server_side)
             await stream.do_handshake()
             try:
                 cert_id = peer_node_id(stream, self.space)

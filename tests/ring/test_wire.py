@@ -322,3 +322,18 @@ def test_a_large_frame_trickling_in_is_not_copied_each_time():
     dec.feed(pieces[-1])
     assert dec.messages() == ([env], [])
     assert dec.frames.buffered == 0
+
+
+def test_a_short_frame_that_starts_like_an_envelope_is_read_safely():
+    # The fast reader unpacks a fixed head that may run into the next frame's bytes: here a
+    # 5-byte body (an envelope's first bytes) is followed by a frame whose bytes, seen
+    # through that head, give known flags and a bin8 tag at the very end of the buffer.
+    prefix = CODEC.encode(Envelope(1, 2, 3, 4, 5, 0, b""))[:5]
+    second = b"\xc1" * 6 + b"\x00" + b"\xc1" * 40 + b"\xc4"
+    stream = frame(prefix) + frame(second)
+    assert len(stream) == 61
+    dec = MessageDecoder(CODEC)
+    dec.feed(stream)
+    msgs, errors = dec.messages()
+    assert msgs == [] and len(errors) == 2
+    assert dec.frames.buffered == 0

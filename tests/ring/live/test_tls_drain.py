@@ -1,4 +1,5 @@
-"""take_decrypted: the TLS records a socket read brought, all at once and without I/O."""
+"""take_decrypted: the TLS records a socket read brought, all at once and without I/O; and
+WideReads, the transport that makes that socket read large."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import trio.testing
 
 from ring.ca import init_ca
 from ring.keyspace import KeySpace
-from ring.live.tls import RingTls, take_decrypted
+from ring.live.tls import RingTls, WideReads, take_decrypted
 
 from .livehelp import tls_files
 
@@ -83,3 +84,46 @@ async def test_a_plain_stream_has_nothing_to_take():
     await left.send_all(b"abc")
     assert take_decrypted(right, 100) == []
     assert await right.receive_some(10) == b"abc"
+
+
+class _Recorder(trio.abc.Stream):
+    def __init__(self):
+        self.asked, self.sent, self.closed = [], [], False
+
+    async def receive_some(self, max_bytes=None):
+        self.asked.append(max_bytes)
+        return b"z"
+
+    async def send_all(self, data):
+        self.sent.append(bytes(data))
+
+    async def wait_send_all_might_not_block(self):
+        pass
+
+    async def aclose(self):
+        self.closed = True
+
+
+async def test_wide_reads_ask_for_their_size_unless_told_and_pass_the_rest_on():
+    inner = _Recorder()
+    wide = WideReads(inner, 262144)
+    assert await wide.receive_some() == b"z"
+    await wide.receive_some(10)
+    await wide.send_all(b"abc")
+    await wide.wait_send_all_might_not_block()
+    await wide.aclose()
+    assert inner.asked == [262144, 10] and inner.sent == [b"abc"] and inner.closed
+
+
+async def test_a_tls_stream_over_wide_reads_takes_a_whole_burst_in_one_wake(tls_pair):
+    a, b = tls_pair
+    left, right = trio.testing.memory_stream_pair()
+    client = trio.SSLStream(left, a.client)
+    server = trio.SSLStream(WideReads(right, 1 << 20), b.server, server_side=True)
+    async with trio.open_nursery() as n:
+        n.start_soon(client.do_handshake)
+        n.start_soon(server.do_handshake)
+    await client.send_all(b"w" * 200_000)
+    got = await server.receive_some(1 << 20)
+    got += b"".join(take_decrypted(server, 1 << 20))
+    assert got == b"w" * 200_000
