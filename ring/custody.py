@@ -81,6 +81,19 @@ class CustodyStore:
         held.deadline = deadline
         sent[key] = held
 
+    def add(self, key: Key, held: Held) -> bool:
+        """Hold a new envelope, its hop and deadline set, unless ``key`` is held already
+        (False, and nothing changes): the check and the insertion in one call."""
+        sent = self._sent
+        if sent is None:
+            sent = self._sent = {}
+            self._received = {}
+        elif key in sent or key in self._received:  # type: ignore[operator]
+            return False
+        self.count += 1
+        sent[key] = held
+        return True
+
     def mark_received(self, key: Key, sender_id: int, deadline: float) -> None:
         self.mark_all_received((key,), sender_id, deadline)
 

@@ -315,28 +315,27 @@ class RingNode:
                 msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
                 key = (origin << 64) | msg_id
                 if (flags & slow or ttl <= 0 or 0 < (dest - lo) % m <= span
-                        or custody.count >= max_custody
-                        or (custody.count and custody.get(key) is not None)
-                        or (done is not None and key in done)):
+                        or custody.count >= max_custody or (done is not None and key in done)):
                     route = None
                 else:
                     route = next_hop(dest)
                 if route is not None:
                     hop, final = route
-                    custody.put_new(key, Held(msg, [sender]), hop, deadline)  # type: ignore[arg-type]
-                    fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1, hops + 1,
-                                                   flags | F_FINAL if final else flags,
-                                                   payload, trace))
-                    out = self._out
-                    if out is None:
-                        self._out = [(hop, fwd)]
-                    else:
-                        out.append((hop, fwd))
-                    if received is None:
-                        received = self._ack_list(AckKind.RECEIVED, sender)
-                    received.append(key)
-                    forwarded += 1
-                    continue
+                    # custody.add refuses a key it holds: a duplicate goes the general way.
+                    if custody.add(key, Held(msg, [sender], hop, deadline)):  # type: ignore[arg-type]
+                        fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1, hops + 1,
+                                                       flags | F_FINAL if final else flags,
+                                                       payload, trace))
+                        out = self._out
+                        if out is None:
+                            self._out = [(hop, fwd)]
+                        else:
+                            out.append((hop, fwd))
+                        if received is None:
+                            received = self._ack_list(AckKind.RECEIVED, sender)
+                        received.append(key)
+                        forwarded += 1
+                        continue
             self.handle_message(sender, msg, now)
             fast, lo, span, done = self._fast_path_state()
         if forwarded:
