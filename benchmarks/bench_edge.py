@@ -147,7 +147,7 @@ def _ring_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], sen
                conn, profile: bool, plain: bool) -> None:  # noqa: ANN001
     import trio
 
-    from edge.collector import tune_for_routing
+    from ring.collector import tune_for_routing
     from edge.rate_limit import RateLimits
     from edge.router import RouterConfig
     from edge.s2s_events import S2SConfig

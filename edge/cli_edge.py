@@ -21,7 +21,7 @@ from ring.live.tls import RingTls
 
 from .cert_trust import PeerCertificateVerifier, TrustError
 from .cluster import EdgeCluster
-from .collector import tune_for_routing
+from ring.collector import tune_for_routing
 from .edgeconfig import EdgeNodeConfig, load_edge_config, with_direct_tls_port
 from .s2s_events import S2SConfig
 from .s2s_shell import S2SNode
@@ -162,6 +162,7 @@ def cmd_cluster_up_xmpp(args: argparse.Namespace) -> int:
         if args.s2s_tls_port and not 0 < args.s2s_tls_port + args.edges - 1 < 65536:
             raise ValueError("--s2s-tls-port out of range")
     setup_logging(args.log_level if args.log_level != "info" else "warning")
+    tune_for_routing()
     return trio.run(_cluster_up_xmpp, args)
 
 

@@ -19,6 +19,7 @@ from .live.admin import admin_call
 from .live.cluster import LocalCluster, fast_config
 from .live.logfmt import log_event, setup_logging
 from .live.server import JoinError, LiveNode
+from .collector import tune_for_routing
 from .live.signals import hold_until_interrupted, serve_until_signalled
 from .live.tls import RingTls
 from .nodeconfig import load_node_config
@@ -131,6 +132,7 @@ def cmd_node_run(args: argparse.Namespace) -> int:
                     advertise=cfg.advertise, bootstrap=cfg.bootstrap, admin=cfg.admin,
                     limits=cfg.limits, name=cfg.name)
     failed: list[str] = []
+    tune_for_routing()
     try:
         trio.run(run_until_signalled, live)
     except* JoinError as eg:
@@ -165,6 +167,7 @@ def cmd_cluster_up(args: argparse.Namespace) -> int:
 
         return cmd_cluster_up_xmpp(args)
     setup_logging(args.log_level if args.log_level != "info" else "warning")
+    tune_for_routing()
     return trio.run(_cluster_up, args)
 
 

@@ -5,11 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge.collector import MIDDLE_THRESHOLD, OLD_THRESHOLD, YOUNG_THRESHOLD
+from ring.collector import MIDDLE_THRESHOLD, OLD_THRESHOLD, YOUNG_THRESHOLD
 
 
 def test_tuning_freezes_start_up_objects_and_collects_less_often():
-    code = ("import gc\nfrom edge.collector import tune_for_routing\nbefore = gc.get_freeze_count()\n"
+    code = ("import gc\nfrom ring.collector import tune_for_routing\nbefore = gc.get_freeze_count()\n"
             "tune_for_routing()\nprint(before, gc.get_freeze_count(), *gc.get_threshold())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          check=True, cwd=Path(__file__).resolve().parents[2])
