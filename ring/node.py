@@ -300,16 +300,18 @@ class RingNode:
         usual envelope (new here, neither traced nor final, to be forwarded) takes a short
         path, with the routing state and the sender's acks looked up once; anything else
         goes the general way, after which the routing state is looked up again (the
-        general way may change it).
+        general way changed it).
         """
+        t = self.table
         custody = self._custody
-        next_hop = self.table.next_hop
+        next_hop = t.next_hop
         m = self.space.modulus
         max_custody = self.config.max_custody
         deadline = now + self.config.ack_timeout
         slow = F_TRACE | F_FINAL
         received: list[Key] | None = None
         forwarded = 0
+        pred, succs, state = t.predecessor, t.successors, self.state
         fast, lo, span, done = self._fast_path_state()
         for msg in msgs:
             if type(msg) is Envelope and fast:
@@ -338,7 +340,10 @@ class RingNode:
                         forwarded += 1
                         continue
             self.handle_message(sender, msg, now)
-            fast, lo, span, done = self._fast_path_state()
+            if (t.predecessor is not pred or t.successors is not succs or self.state is not state
+                    or self._done is not done):
+                pred, succs, state = t.predecessor, t.successors, self.state
+                fast, lo, span, done = self._fast_path_state()
         if forwarded:
             self.stats.forwarded += forwarded
 
@@ -349,7 +354,7 @@ class RingNode:
         t = self.table
         pred = t.predecessor
         if self.state is not NodeState.ACTIVE or pred is None or not t.successors:
-            return False, 0, 0, None
+            return False, 0, 0, self._done
         span = (self.me.id - pred.id) % self.space.modulus
         return span != 0, pred.id, span, self._done
 

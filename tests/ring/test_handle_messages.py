@@ -40,8 +40,10 @@ envelopes = st.builds(
 acks = st.builds(Ack, st.sampled_from(AckKind),
                  st.lists(st.builds(envelope_key, origins, msg_ids), max_size=4).map(tuple))
 # Messages that change B's routing state in the middle of a batch.
-others = st.sampled_from([Notify(), Ping(3), Leave(NEW, (B, C)),
-                          Neighbours(1, A, (B, C, D))])
+# (Notify from NEW narrows B's span, NEW's Leave naming A widens it again, a Leave from C
+# changes B's successors.)
+others = st.sampled_from([Notify(), Ping(3), Leave(NEW, (B, C)), Leave(A, (B, C)),
+                          Leave(B, (D,)), Neighbours(1, A, (B, C, D))])
 senders = st.sampled_from([A, C, D, NEW])
 batches = st.lists(st.tuples(senders, st.lists(envelopes | acks | others, max_size=12)),
                    max_size=5)
@@ -59,7 +61,7 @@ def _state(n: RingNode):
             n.stats, n.table.predecessor, n.table.successors)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(batches)
 def test_a_batch_has_the_effect_of_its_messages_one_by_one(batches):
     one, many = _node(), _node()
@@ -84,3 +86,20 @@ def test_the_short_path_forwards_and_acks_like_the_long_one():
     assert [m.ttl for _, m in out[:50]] == [8] * 50
     assert out[-1] == (A, Ack(AckKind.RECEIVED, tuple(envelope_key(A.id, i) for i in range(50))))
     assert many.stats.forwarded == 50 and many.custody_count == 50
+
+
+def test_a_span_widened_in_the_middle_of_a_batch_is_seen_by_the_envelopes_after_it():
+    # B's predecessor is NEW; NEW leaves, naming A: keys in (A, NEW] become B's, and an
+    # envelope for one of them later in the same batch is delivered, not forwarded.
+    one, many = _node(), _node()
+    for n in (one, many):
+        n.handle_message(NEW, Notify(), 0.5)
+        assert n.table.predecessor == NEW
+        n.take_outputs()
+        n.take_events()
+    batch = [Leave(A, (B, C)), Envelope(1, C.id, A.id + 5, 9, 1, 0, b"x")]
+    for msg in batch:
+        one.handle_message(NEW, msg, 1.0)
+    many.handle_messages(NEW, batch, 1.0)
+    assert _state(many) == _state(one)
+    assert many.stats.delivered == 1 and many.stats.forwarded == 0
