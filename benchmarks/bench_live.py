@@ -1,6 +1,6 @@
 """Live ring: stanzas forwarded per second through 3 TLS nodes, per-hop latency, raw ceiling.
 
-    python -m benchmarks.bench_live [--seconds 4] [--payload 200] [--profile B]
+    python -m benchmarks.bench_live [--seconds 4] [--payload 200] [--split] [--profile B]
 
 Three live nodes, each in its own process (its own core and its own GIL), form a ring A, B, C
 (ordered by id) over mutual TLS on loopback. A originates envelopes for keys that C is
@@ -17,8 +17,12 @@ encode, the acks both ways). Figures, measured in one run:
    the live writers achieved, through one TLS socket pair between two processes, counted
    (split into frames) by the receiver. The forwarding rate is printed as a share of it.
 
-``--profile A|B|C`` runs that node under cProfile during the full-load phase and prints where
-its time goes.
+``--split`` splits each node's CPU per stanza at full load into its stages: reading frames
+(split and decode), the core, encoding and queueing its outputs, TLS (decrypt and encrypt),
+and the rest (trio, sockets, the writers). The stages are timed with process-time wrappers
+around a handful of calls per read, which cost little; ``--profile A|B|C`` runs that node
+under cProfile during the full-load phase and prints where its time goes (cProfile's cost
+per Python call inflates the core's share several times).
 """
 
 from __future__ import annotations
@@ -40,8 +44,40 @@ GOAL_SHARE = 0.25
 
 # == node processes ============================================================================
 
+SPLIT = ("read", "core", "encode", "tls")
+
+
+def _time_stages(acc: dict[str, float]) -> None:
+    """Accumulate the process time spent in each stage of a live node (see --split)."""
+    import ssl
+
+    from ring.live.server import LiveNode
+    from ring.node import RingNode
+    from ring.wire import MessageDecoder
+
+    clock = time.process_time
+
+    def timed(owner: type, name: str, stage: str) -> None:
+        f = getattr(owner, name)
+
+        def wrapper(*a, **k):  # noqa: ANN002, ANN003, ANN202
+            t0 = clock()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[stage] += clock() - t0
+
+        setattr(owner, name, wrapper)
+
+    timed(MessageDecoder, "messages", "read")
+    timed(RingNode, "handle_messages", "core")
+    timed(LiveNode, "_after", "encode")  # take_outputs, encode, queue on links, timer
+    timed(ssl.SSLObject, "read", "tls")
+    timed(ssl.SSLObject, "write", "tls")
+
+
 def _node_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], conn,  # noqa: ANN001
-               profile: bool) -> None:
+               profile: bool, split: bool) -> None:
     import trio
 
     from ring.config import RingConfig
@@ -53,6 +89,9 @@ def _node_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], con
     tls = RingTls.load(TlsFiles(*(Path(f) for f in files)), config.space)
     lat: list[int] = []
     sample = [False]
+    stages = dict.fromkeys(SPLIT, 0.0)
+    if split:
+        _time_stages(stages)
 
     def on_deliver(env) -> None:  # noqa: ANN001
         if sample[0]:
@@ -92,7 +131,7 @@ def _node_proc(role: str, files: tuple[str, str, str], bootstrap: list[str], con
                "delivered": live.delivered, "forwarded": core.stats.forwarded,
                "originated": core.stats.originated, "custody": core.custody_count,
                "succ": core.table.successor.id if core.table.successor else None,
-               "sends": sends, "frames_out": frames, "lat": list(lat),
+               "sends": sends, "frames_out": frames, "lat": list(lat), "stages": dict(stages),
                "stats": {k: v for k, v in dataclasses.asdict(core.stats).items() if v}}
         lat.clear()
         return out
@@ -244,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--payload", type=int, default=200, help="stanza bytes per envelope")
     ap.add_argument("--latency-rate", type=float, default=None,
                     help="stanzas/s for the latency phase (default: half the full-load rate)")
+    ap.add_argument("--split", action="store_true",
+                    help="split each node's CPU per stanza into stages at full load")
     ap.add_argument("--profile", choices=["A", "B", "C"], default=None)
     ap.add_argument("--verbose", action="store_true", help="print pids and raw phase figures")
     args = ap.parse_args(argv)
@@ -268,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in "ABC":
             mine, theirs = ctx.Pipe()
             p = ctx.Process(target=_node_proc,
-                            args=(r, files[r], boot, theirs, args.profile == r))
+                            args=(r, files[r], boot, theirs, args.profile == r, args.split))
             p.start()
             msg = mine.recv()
             conns[r], procs[r] = mine, p
@@ -318,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                           "forwarded": (b["forwarded"] - a["forwarded"]) / wall,
                           "originated": (b["originated"] - a["originated"]) / wall,
                           "custody": b["custody"], "lat": b["lat"], "stats": b["stats"],
+                          "stages": {k: b["stages"][k] - a["stages"][k] for k in SPLIT},
                           "per_send": ((b["frames_out"] - a["frames_out"])
                                        / max(1, b["sends"] - a["sends"]))}
             return out
@@ -359,6 +401,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  B's cost: {1e6 / per_core:.2f} us CPU per forwarded stanza "
           f"({1e6 * b['sys'] / b['forwarded']:.2f} us of it in the kernel) "
           f"-> {per_core:,.0f} stanzas/s on one full core")
+    if args.split:
+        print("  CPU per stanza at full load, by stage (us): read = split and decode frames, "
+              "core = handle_messages, encode = outputs encoded and queued, tls = decrypt "
+              "and encrypt, rest = trio, sockets, writers")
+        for r, what, note in (("A", "originated", "; its rest includes making the stanzas"),
+                              ("B", "forwarded", ""), ("C", "delivered", "")):
+            d = full[r]
+            n = d[what] * d["wall"]
+            if not n:
+                continue
+            us = {k: 1e6 * v / n for k, v in d["stages"].items()}
+            total = 1e6 * d["cpu"] * d["wall"] / n
+            parts = "  ".join(f"{k} {v:.2f}" for k, v in us.items())
+            print(f"    {r}: {parts}  rest {total - sum(us.values()):.2f}  = {total:.2f} "
+                  f"per {what} stanza{note}")
     for frac, ph in paced:
         lat = [x / 1e6 for x in ph["C"]["lat"]]
         if not lat:
