@@ -58,7 +58,6 @@ from ..messages import Envelope, Hello, Message, NodeRef
 from ..node import NodeState, RingNode
 from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
 from .addr import format_hostport, is_wildcard, parse_hostport
-from .gctune import raise_first_threshold
 from .limits import LiveLimits
 from .link import LinkState, PeerLink
 from .logfmt import log_event
@@ -164,7 +163,6 @@ class LiveNode:
                     ) -> None:
         """Listen, create or join the ring, then run until ``stop()`` or cancellation."""
         host, port = parse_hostport(self.listen_spec, what="listen address")
-        raise_first_threshold()  # see gctune: about 1 us less per forwarded stanza
         listeners = await trio.open_tcp_listeners(port, host=host or None)
         bound = listeners[0].socket.getsockname()
         self.listen_addr = format_hostport(bound[0], bound[1])
