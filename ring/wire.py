@@ -15,7 +15,8 @@ The two messages every stanza pays for at every hop carry their fixed fields pac
 - Ack ``[1, 2, kind, runs]``; ``runs`` is a sequence of (key, count u16) records: ``count``
   envelope keys (``messages.envelope_key``: origin id and msg_id u64, big-endian) starting
   at ``key``. A node numbers its envelopes in order, so a batch of acks is usually one or a
-  few runs: 30 bytes instead of 28 per envelope, and no per-envelope work in the codec.
+  few runs (30 bytes a run instead of 28 bytes an envelope), with no per-envelope work in
+  the codec.
 
 The decoder is sans-IO (bytes in, messages out; ``MessageDecoder.messages`` returns all
 that one read completed, in one call) and has two failure modes, chosen so that a caller is
