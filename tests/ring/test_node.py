@@ -304,3 +304,34 @@ def test_the_stabilize_question_carries_notify_to_a_successor_that_lost_its_pred
     c.run_for(3.0)  # one stabilize round of a, no Notify message needed
     assert succ.table.predecessor == a.me
     assert c.sent["Notify"] == 0 and c.converged()
+
+
+def test_a_finger_gone_stale_by_one_join_is_corrected_by_asking_back_not_by_a_lookup():
+    from ring.messages import F_LOOKUP
+
+    cfg = RingConfig(expected_nodes=32, stabilize_interval=1.0, fix_fingers_interval=1.0,
+                     check_predecessor_interval=1.0)
+    c = _CountingCluster(cfg, seed=11)
+    c.add_stable(32, maintenance=True)
+    c.run_for(2.0)
+    a = c.active()[0]
+    space, i = c.space, c.space.bits - 1
+    start = space.finger_start(a.me.id, i)
+    f = a.table.finger(i)
+    assert f is not None and f.id != start
+    newcomer = NodeRef((start + space.distance(start, f.id) // 2) % space.modulus, "newcomer")
+    assert space.in_open(newcomer.id, start, f.id)
+    lookups = []
+    after = c._after
+
+    def watch(node):
+        before = len(c._queue)
+        after(node)
+        if node is a:
+            lookups.extend(m for _, _, m in list(c._queue)[before:]
+                           if isinstance(m, Envelope) and m.flags & F_LOOKUP)
+
+    c._after = watch
+    c.add_node(ref=newcomer)
+    assert c.run_until(lambda: a.table.finger(i) == newcomer, timeout=120)
+    assert lookups == []  # the finger's predecessor was asked instead
