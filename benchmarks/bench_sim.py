@@ -1,7 +1,7 @@
 """Simulator benchmark: events/s against a bare event heap, memory per node, the 10^5-node
 churn hour and the static 10^6-node ring.
 
-    .venv/bin/python -m benchmarks.bench_sim [--slice SECONDS] [--full-hour]
+    .venv/bin/python -m benchmarks.bench_sim [--slice SECONDS]
                                              [--churn-nodes N] [--million-nodes N]
                                              [--skip-million]
 
@@ -14,8 +14,11 @@ Figures printed (all measured in this run, side by side):
 3. memory per node: tracemalloc over an oracle-built static ring, with the top allocation
    sites (what to shrink in the core);
 4. 10^5 nodes with churn (joins and failures at N/7200 per second each: mean session two
-   hours) and 10 lookups/s for one simulated hour. By default a slice is simulated and the
-   hour projected from it (printed as "projected"); ``--full-hour`` runs all of it;
+   hours) and 10 lookups/s for one simulated hour, all of it (about 25 minutes here).
+   ``--slice S`` simulates S seconds after the warm-up and projects the hour from them, for
+   a quick look only: the churn's repair work (finger lookups for newcomers and for fingers
+   that died) builds up over the first ten simulated minutes, so an early slice saw 24,400
+   events per simulated second where the whole hour averages 39,400;
 5. a static 10^6-node ring built by the oracle and 10^5 lookups routed through the real
    cores, in a child process so that its peak RSS is its own (goal: within 2 GiB).
 """
@@ -136,13 +139,14 @@ def memory_per_node(n: int = 20_000) -> dict[str, Any]:
 
 def churn_hour(n: int, slice_s: float, full: bool, warm: float = 60.0) -> dict[str, Any]:
     """Build, run the first ``warm`` simulated seconds (every core's first maintenance round
-    and routing-index build happen there), then time a steady-state slice; the hour is
-    projected as build + warm-up + slice rate x the rest of the hour."""
+    and routing-index build happen there), then time the rest of the hour (``full``) or a
+    slice of it, from which the hour is projected as build + warm-up + slice rate x the rest
+    of the hour (a lower bound: see the module docstring)."""
     t0, c0 = time.perf_counter(), time.process_time()
     sim, recs = _maintained_ring(n)
     sim.run(warm)
     setup, setup_cpu = time.perf_counter() - t0, time.process_time() - c0
-    span = 3600.0 - warm if full else slice_s
+    span = 3600.0 - warm if full else min(slice_s, 3600.0 - warm)
     e0 = sim.kernel.events_run
     t2, c2 = time.perf_counter(), time.process_time()
     sim.run(warm + span)
@@ -204,9 +208,9 @@ def million_child(n: int, lookups: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_sim")
-    ap.add_argument("--slice", type=float, default=60.0,
-                    help="simulated seconds of the 10^5 churn run (projected to an hour)")
-    ap.add_argument("--full-hour", action="store_true", help="simulate the whole hour")
+    ap.add_argument("--slice", type=float, default=None,
+                    help="simulate only this many seconds of the 10^5-node churn hour and project "
+                         "the hour from them (a quick, optimistic look)")
     ap.add_argument("--churn-nodes", type=int, default=100_000)
     ap.add_argument("--million-nodes", type=int, default=1_000_000)
     ap.add_argument("--million-lookups", type=int, default=100_000)
@@ -231,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{mem['nodes']:,}, r={mem['r']}); top sites (bytes/node):", flush=True)
     for size, where in mem["top_sites"]:
         print(f"    {size:>8,}  {where}")
-    ch = churn_hour(args.churn_nodes, args.slice, args.full_hour)
+    ch = churn_hour(args.churn_nodes, args.slice or 0.0, args.slice is None)
     word = "projected from a slice of" if ch["projected"] else "measured over"
+    verdict = ("not judged here" if ch["projected"] or ch["nodes"] < 100_000
+               else "MET" if ch["hour_wall_s"] <= 600 else "NOT MET")
     print(f"churn: {ch['nodes']:,} nodes, one simulated hour {word} {ch['simulated_s']:.0f} s "
           f"after a {60:.0f} s warm-up: "
           f"{ch['hour_wall_s'] / 60:.1f} min wall, {ch['hour_cpu_s'] / 60:.1f} min of CPU "
@@ -240,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
           f"per simulated s, {ch['cpu_us_per_event']:.2f} us of CPU per event, "
           f"{ch['events_per_s']:,.0f} events/s = "
           f"{ch['events_per_s'] / anchor['raw_heapq_events_per_s']:.3f} x bare heap; "
-          f"goal <= 10 min; {'MET' if ch['hour_wall_s'] <= 600 else 'NOT MET'}); "
+          f"goal for the whole hour of 10^5 nodes <= 10 min: {verdict}); "
           f"active at end {ch['active_at_end']:,}; peak RSS {ch['max_rss_gib']:.2f} GiB", flush=True)
     if not args.skip_million:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_sim", "--child",
