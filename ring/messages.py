@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,20 @@ class Neighbours:
 
 
 @dataclass(frozen=True, slots=True)
+class GetFingers:
+    """A node that has just joined asks its successor for its fingers, as hints for its own:
+    two nodes side by side have mostly the same fingers (Chord's join, "init_finger_table")."""
+
+    req_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fingers:
+    req_id: int
+    fingers: tuple[NodeRef, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
     """"I think I am your predecessor." """
 
@@ -177,6 +191,8 @@ Message = (
     | FoundSuccessor
     | GetNeighbours
     | Neighbours
+    | GetFingers
+    | Fingers
     | Notify
     | Ping
     | Pong

@@ -56,7 +56,9 @@ from .messages import (
     F_REPLY,
     F_TRACE,
     FindSuccessor,
+    Fingers,
     FoundSuccessor,
+    GetFingers,
     GetNeighbours,
     Hello,
     Leave,
@@ -92,12 +94,13 @@ class _Purpose(enum.Enum):
     CHECK_PREDECESSOR = "check-predecessor"
     LIVENESS = "liveness"  # a lookup through this peer timed out: is the peer itself alive?
     FINGER_CHECK = "finger-check"  # is this finger still the successor of its start?
+    FINGER_SEED = "finger-seed"  # just joined: the successor's fingers, as hints for ours
 
 
 _LOOKUPS = frozenset({_Purpose.JOIN, _Purpose.FINGER, _Purpose.USER})
 # Requests answered by the peer itself: silence means the peer is gone.
 _DIRECT = frozenset({_Purpose.STABILIZE, _Purpose.CHECK_PREDECESSOR, _Purpose.LIVENESS,
-                     _Purpose.FINGER_CHECK})
+                     _Purpose.FINGER_CHECK, _Purpose.FINGER_SEED})
 
 
 @dataclass(slots=True)
@@ -913,6 +916,26 @@ class RingNode:
             # successor in one go.
             self._send_lookup(start, _Purpose.FINGER, now, finger_index=i)
 
+    def _on_get_fingers(self, sender: NodeRef, msg: GetFingers, now: float) -> None:
+        self._emit(sender, Fingers(msg.req_id, self.table.finger_nodes()))
+
+    def _on_fingers(self, sender: NodeRef, msg: Fingers, now: float) -> None:
+        rpc = self._pop_rpc(msg.req_id, sender)
+        if rpc is None or rpc.purpose is not _Purpose.FINGER_SEED:
+            return
+        t, space, me = self.table, self.space, self.me.id
+        hints = sorted((f for f in msg.fingers if f.id != me),
+                       key=lambda r: space.distance(me, r.id))
+        j = 0
+        for i in range(t.first_finger_index(), space.bits):
+            reach = 1 << i  # the distance from us to finger i's start
+            while j < len(hints) and space.distance(me, hints[j].id) < reach:
+                j += 1
+            if j == len(hints):
+                break
+            if t.finger(i) is None:
+                t.set_finger(i, hints[j])  # the first hint at or past the start
+
     def _advance_finger(self, i: int) -> None:
         nxt = i + 1
         self._next_finger = nxt if nxt < self.space.bits else self.table.first_finger_index()
@@ -1032,6 +1055,10 @@ class RingNode:
             self._event(Joined(succ))
             self._event(SuccessorChanged(None, succ))
             self._start_maintenance(now)
+            # Fingers from the successor's table: each is then checked (two messages) instead
+            # of looked up (a probe of O(log N) hops with its receipts), which under churn
+            # was a large share of a ring's work.
+            self._rpc(succ, GetFingers, _Purpose.FINGER_SEED, now)
         elif purpose is _Purpose.FINGER:
             if finger_index < 0:
                 return
@@ -1132,6 +1159,8 @@ class RingNode:
         FoundSuccessor: _on_found_successor,
         GetNeighbours: _on_get_neighbours,
         Neighbours: _on_neighbours,
+        GetFingers: _on_get_fingers,
+        Fingers: _on_fingers,
         Notify: _on_notify,
         Ping: _on_ping,
         Pong: _on_pong,

@@ -69,6 +69,14 @@ class RoutingTable:
         """The finger table as a mapping (a copy: change it with set_finger)."""
         return dict(zip(self._fi, self._fr))
 
+    def finger_nodes(self) -> tuple[NodeRef, ...]:
+        """The distinct nodes of the finger table, nearest first."""
+        out: list[NodeRef] = []
+        for f in self._fr:
+            if not out or out[-1].id != f.id:
+                out.append(f)
+        return tuple(out)
+
     def finger(self, i: int) -> NodeRef | None:
         pos = bisect_left(self._fi, i)
         if pos < len(self._fi) and self._fi[pos] == i:

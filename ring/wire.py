@@ -48,7 +48,9 @@ from .messages import (
     ErrorCode,
     ErrorReport,
     FindSuccessor,
+    Fingers,
     FoundSuccessor,
+    GetFingers,
     GetNeighbours,
     Hello,
     Leave,
@@ -106,6 +108,8 @@ class MessageType(enum.IntEnum):
     PONG = 9
     LEAVE = 10
     HELLO = 11
+    GET_FINGERS = 12
+    FINGERS = 13
 
 
 class WireCodec:
@@ -206,6 +210,10 @@ class WireCodec:
             return [v, 10, self._ref(msg.predecessor), [self._ref(s) for s in msg.successors]]
         if t is Hello:
             return [v, 11, self._ref(msg.node)]
+        if t is GetFingers:
+            return [v, 12, msg.req_id]
+        if t is Fingers:
+            return [v, 13, msg.req_id, [self._ref(f) for f in msg.fingers]]
         raise TypeError(f"not a ring message: {type(msg).__name__}")
 
     def _ack_runs(self, keys: tuple[int, ...]) -> bytes:
@@ -412,6 +420,12 @@ class WireCodec:
         if t == 11:
             self._arity(obj, 3)
             return Hello(self._rref(obj[2], "node"))  # type: ignore[arg-type]
+        if t == 12:
+            self._arity(obj, 3)
+            return GetFingers(self._int(obj[2], "req_id"))
+        if t == 13:
+            self._arity(obj, 4)
+            return Fingers(self._int(obj[2], "req_id"), self._rrefs(obj[3], "fingers"))
         raise MalformedMessage(f"unknown message type {t!r}")
 
     def _ack_keys(self, blob: Any) -> tuple[int, ...]:

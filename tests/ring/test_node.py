@@ -335,3 +335,32 @@ def test_a_finger_gone_stale_by_one_join_is_corrected_by_asking_back_not_by_a_lo
     c.add_node(ref=newcomer)
     assert c.run_until(lambda: a.table.finger(i) == newcomer, timeout=120)
     assert lookups == []  # the finger's predecessor was asked instead
+
+
+def test_a_joining_node_takes_its_successors_fingers_as_hints_instead_of_looking_each_up():
+    from ring.messages import F_LOOKUP, Fingers
+
+    c = _CountingCluster(RingConfig(expected_nodes=64), seed=12)
+    c.add_stable(64, maintenance=True)
+    c.run_for(2.0)
+    newcomer = c.new_ref()
+    lookups = []
+    after = c._after
+
+    def watch(node):
+        before = len(c._queue)
+        after(node)
+        if node.me.id == newcomer.id:
+            lookups.extend(m for _, _, m in list(c._queue)[before:]
+                           if isinstance(m, Envelope) and m.flags & F_LOOKUP)
+
+    c._after = watch
+    node = c.add_node(ref=newcomer)
+    assert c.run_until(lambda: node.state is NodeState.ACTIVE, timeout=10)
+    c.run_for(1.0)
+    assert c.sent["Fingers"] == 1
+    known = len(node.table.fingers)
+    assert known >= 3  # seeded at once from the successor's table
+    assert c.run_until(c.fingers_correct, timeout=120)
+    # Checks (and the odd walk back) corrected the hints; lookups were the exception.
+    assert len(lookups) < known

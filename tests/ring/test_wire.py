@@ -6,11 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ring.keyspace import KeySpace
-from ring.messages import (Ack, AckKind, Envelope, ErrorCode, ErrorReport, FindSuccessor, Flags,
-                           FoundSuccessor, GetNeighbours, Hello, Leave, Neighbours, NodeRef,
-                           Notify, Ping, Pong, envelope_key)
+from ring.messages import (WIRE_VERSION, Ack, AckKind, Envelope, ErrorCode, ErrorReport,
+                           FindSuccessor, Fingers, Flags, FoundSuccessor, GetFingers,
+                           GetNeighbours, Hello, Leave, Neighbours, NodeRef, Notify, Ping, Pong,
+                           envelope_key)
 from ring.wire import (DecoderClosed, FrameDecoder, FrameTooLarge, MalformedMessage,
                        MessageDecoder, UnsupportedVersion, WireCodec, frame)
+
+V = WIRE_VERSION
 
 KS = KeySpace()
 CODEC = WireCodec(KS)
@@ -35,6 +38,8 @@ messages = st.one_of(
     st.builds(Pong, u64),
     st.builds(Leave, st.none() | refs, st.lists(refs, max_size=16).map(tuple)),
     st.builds(Hello, refs),
+    st.builds(GetFingers, u64),
+    st.builds(Fingers, u64, st.lists(refs, max_size=40).map(tuple)),
 )
 
 
@@ -94,28 +99,28 @@ HDR_BAD_FLAGS = struct.pack(">QBBB", 1, 5, 0, 64) + b"\0" * 40
     (b"\xc1", "undecodable"),
     (_body({"a": 1}), "array"),
     (_body([1]), "array"),
-    (_body([2, 8, 1]), "version 2"),
-    (_body([1, 99]), "unknown message type 99"),
-    (_body([1, 8]), "2 fields, expected 3"),
-    (_body([1, 8, -1]), "unsigned 64-bit"),
-    (_body([1, 8, "x"]), "unsigned 64-bit"),
-    (_body([1, 1, b"\0" * 50, b"", None]), "header must be 51 bytes"),
-    (_body([1, 1, "header", b"", None]), "header must be 51 bytes"),
-    (_body([1, 1, HDR, "text", None]), "payload must be bytes"),
-    (_body([1, 1, HDR, b""]), "4 fields, expected 5"),
-    (_body([1, 1, HDR_BAD_FLAGS, b"", None]), "unknown envelope flags"),
-    (_body([1, 1, HDR, b"", [b"\0"]]), "trace entry must be 20 bytes"),
-    (_body([1, 2, 7, b""]), "ack kind"),
-    (_body([1, 2, True, b""]), "ack kind"),
-    (_body([1, 2, 1, b"\0" * 29]), "whole number of 30-byte records"),
-    (_body([1, 2, 1, b"\0" * 28 + b"\0\0"]), "ack run empty"),
-    (_body([1, 2, 1, b"\0" * 20 + b"\xff" * 8 + b"\0\2"]), "past its origin's last msg_id"),
-    (_body([1, 2, 1, (b"\0" * 28 + b"\x10\0") * 3]), "more than 8192 ids"),
-    (_body([1, 2, 1, [[b"\0" * 20, 1]]]), "must be bytes"),
-    (_body([1, 6, 1, None, [[b"\0" * 20, "a"]] * 300]), "at most 256"),
-    (_body([1, 11, [b"\0" * 20, 5]]), "address must be a string"),
-    (_body([1, 5, 3, False]), "notify flag must be true"),
-    (_body([1, 5, 3, True, True]), "5 fields, expected 3"),
+    (_body([V + 1, 8, 1]), f"version {V + 1}"),
+    (_body([V, 99]), "unknown message type 99"),
+    (_body([V, 8]), "2 fields, expected 3"),
+    (_body([V, 8, -1]), "unsigned 64-bit"),
+    (_body([V, 8, "x"]), "unsigned 64-bit"),
+    (_body([V, 1, b"\0" * 50, b"", None]), "header must be 51 bytes"),
+    (_body([V, 1, "header", b"", None]), "header must be 51 bytes"),
+    (_body([V, 1, HDR, "text", None]), "payload must be bytes"),
+    (_body([V, 1, HDR, b""]), "4 fields, expected 5"),
+    (_body([V, 1, HDR_BAD_FLAGS, b"", None]), "unknown envelope flags"),
+    (_body([V, 1, HDR, b"", [b"\0"]]), "trace entry must be 20 bytes"),
+    (_body([V, 2, 7, b""]), "ack kind"),
+    (_body([V, 2, True, b""]), "ack kind"),
+    (_body([V, 2, 1, b"\0" * 29]), "whole number of 30-byte records"),
+    (_body([V, 2, 1, b"\0" * 28 + b"\0\0"]), "ack run empty"),
+    (_body([V, 2, 1, b"\0" * 20 + b"\xff" * 8 + b"\0\2"]), "past its origin's last msg_id"),
+    (_body([V, 2, 1, (b"\0" * 28 + b"\x10\0") * 3]), "more than 8192 ids"),
+    (_body([V, 2, 1, [[b"\0" * 20, 1]]]), "must be bytes"),
+    (_body([V, 6, 1, None, [[b"\0" * 20, "a"]] * 300]), "at most 256"),
+    (_body([V, 11, [b"\0" * 20, 5]]), "address must be a string"),
+    (_body([V, 5, 3, False]), "notify flag must be true"),
+    (_body([V, 5, 3, True, True]), "5 fields, expected 3"),
 ])
 def test_malformed_frames_are_rejected_and_decoder_stays_usable(body, match):
     dec = MessageDecoder(CODEC)
@@ -180,9 +185,9 @@ def test_ids_beyond_a_narrow_key_space_are_rejected():
     assert narrow.decode(narrow.encode(env)) == env
     bad = struct.pack(">QBBB", 1, 9, 0, 0) + b"\xff\xff" + b"\x00\x01"
     with pytest.raises(MalformedMessage, match="outside the key space"):
-        narrow.decode(_body([1, 1, bad, b"", None]))
+        narrow.decode(_body([V, 1, bad, b"", None]))
     with pytest.raises(MalformedMessage, match="outside the key space"):
-        narrow.decode(_body([1, 2, 1, b"\xff\xff" + b"\0" * 8 + b"\0\1"]))
+        narrow.decode(_body([V, 2, 1, b"\xff\xff" + b"\0" * 8 + b"\0\1"]))
 
 
 def _slow_envelope_body(env):
@@ -190,7 +195,7 @@ def _slow_envelope_body(env):
     header = (struct.pack(">QBBB", env.msg_id, env.ttl, env.hops, env.flags)
               + env.origin.to_bytes(20, "big") + env.dest.to_bytes(20, "big"))
     trace = [x.to_bytes(20, "big") for x in env.trace] if env.trace else None
-    return _body([1, 1, header, env.payload, trace])
+    return _body([V, 1, header, env.payload, trace])
 
 
 envelopes = st.builds(Envelope, u64, ids, ids, u8, u8, st.integers(0, 63),
@@ -211,7 +216,7 @@ def test_envelopes_in_other_msgpack_forms_decode_the_same():
     env = Envelope(7, 11, 12, 9, 1, 0, b"<message/>")
     header = CODEC.encode(env)[5:56]
     # payload as bin16 although it is short, trace as an empty array instead of nil
-    body = (b"\x95\x01\x01\xc4\x33" + header + b"\xc5\x00\x0a<message/>" + b"\x90")
+    body = (bytes((0x95, V, 1, 0xC4, 0x33)) + header + b"\xc5\x00\x0a<message/>" + b"\x90")
     assert CODEC.decode(body) == env
     assert msgpack.unpackb(body)[3] == b"<message/>"
     with pytest.raises(MalformedMessage):  # trailing bytes after a well-formed envelope
