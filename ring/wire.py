@@ -533,8 +533,8 @@ class FrameDecoder:
             self._pos = 0
         self._buf += data
 
-    def next_frame(self) -> bytes | None:
-        """The next complete frame body, or None if more bytes are needed."""
+    def _first_length(self) -> int | None:
+        """The body length of the first buffered frame once all of it is here, else None."""
         if self.closed:
             raise DecoderClosed("frame decoder closed after a fatal framing error")
         buf, pos = self._buf, self._pos
@@ -543,11 +543,18 @@ class FrameDecoder:
         n = int.from_bytes(buf[pos : pos + HEADER], "big")
         if n > self.max_frame:
             self._too_large(n)
-        end = pos + HEADER + n
-        if len(buf) < end:
+        if len(buf) - pos - HEADER < n:
             return None
-        body = bytes(buf[pos + HEADER : end])
-        self._pos = end
+        return n
+
+    def next_frame(self) -> bytes | None:
+        """The next complete frame body, or None if more bytes are needed."""
+        n = self._first_length()
+        if n is None:
+            return None
+        start = self._pos + HEADER
+        body = bytes(self._buf[start : start + n])
+        self._pos = start + n
         return body
 
     def _too_large(self, n: int) -> None:
@@ -561,18 +568,10 @@ class FrameDecoder:
         copy per read, so frames and payloads are sliced from bytes, not a bytearray).
         None while the first frame is incomplete: a large frame trickling in is never
         copied. ``_consume`` then drops what was read."""
-        if self.closed:
-            raise DecoderClosed("frame decoder closed after a fatal framing error")
-        buf, pos = self._buf, self._pos
-        if len(buf) - pos < HEADER:
+        if self._first_length() is None:
             return None
-        n = int.from_bytes(buf[pos : pos + HEADER], "big")
-        if n > self.max_frame:
-            self._too_large(n)
-        if len(buf) - pos - HEADER < n:
-            return None
-        with memoryview(buf) as view:
-            return bytes(view[pos:])
+        with memoryview(self._buf) as view:
+            return bytes(view[self._pos :])
 
     def _consume(self, n: int) -> None:
         pos = self._pos + n
