@@ -16,7 +16,7 @@ fast as the socket takes them. The stanzas are headline messages with a 100-char
    has unwrapped and parsed it (summed over the nodes). Then the same envelopes are
    originated at the edge without s2s, which shows the ring's own share of the edge's cost.
    Each node process tunes its garbage collector as ``ringmesh edge run`` does
-   (:mod:`edge.collector`);
+   (:mod:`ring.collector`);
 2. a private Prosody 0.12 as receiving server (logging at ``warn``): the stanzas go to a user
    connected over c2s, and count when they reach that client (a raw socket counting
    ``</message>``).

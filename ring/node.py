@@ -24,8 +24,9 @@ import enum
 import heapq
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from .config import RingConfig
 from .custody import CustodyStore, Held, Key
@@ -73,6 +74,8 @@ from .routing import RoutingTable
 from .wire import MalformedMessage, WireCodec, shared_codec
 
 ACK_BATCH = 4096
+# The stabilize question carries Chord's notify (see GetNeighbours).
+_STABILIZE_QUESTION = partial(GetNeighbours, notify=True)
 FINGER_WALK = 2  # a stale finger is corrected by asking back this far before a lookup
 _ACK_KINDS = tuple(AckKind)  # (iterating the Enum itself runs Python code every time)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__
@@ -796,9 +799,7 @@ class RingNode:
             return
         # The question carries the notify: one message fewer per round, and the answer
         # already reflects it (Chord's stabilize ends with notify(successor) anyway).
-        req = self._new_req()
-        self._emit(succ, GetNeighbours(req, True))
-        self._add_rpc(req, _Rpc(_Purpose.STABILIZE, succ, now + self.config.rpc_timeout))
+        self._rpc(succ, _STABILIZE_QUESTION, _Purpose.STABILIZE, now)
 
     def _on_neighbours(self, sender: NodeRef, msg: Neighbours, now: float) -> None:
         rpc = self._pop_rpc(msg.req_id, sender)
@@ -907,10 +908,8 @@ class RingNode:
             # stale under churn: it is the finger's predecessor, so ask it in turn. Two
             # messages instead of a lookup of O(log N) hops and its receipts (in a churning
             # ring of 10^4 nodes such lookups were a quarter of all events).
-            req = self._new_req()
-            self._emit(pred, GetNeighbours(req))
-            self._add_rpc(req, _Rpc(_Purpose.FINGER_CHECK, pred, now + self.config.rpc_timeout,
-                                    finger_index=i, steps=steps + 1))
+            self._rpc(pred, GetNeighbours, _Purpose.FINGER_CHECK, now, finger_index=i,
+                      steps=steps + 1)
         else:
             # Several joined there, or the finger cannot tell: a lookup finds the exact
             # successor in one go.
@@ -1078,12 +1077,13 @@ class RingNode:
         self._next_req = (self._next_req + 1) & ((1 << 64) - 1)
         return self._next_req
 
-    def _rpc(self, peer: NodeRef, kind: type, purpose: _Purpose, now: float, *,
-             finger_index: int = -1) -> None:
+    def _rpc(self, peer: NodeRef, make: Callable[[int], Message], purpose: _Purpose,
+             now: float, *, finger_index: int = -1, steps: int = 0) -> None:
+        """Ask ``peer`` directly: ``make(req_id)`` is the question; silence is a time-out."""
         req = self._new_req()
-        self._emit(peer, kind(req))
+        self._emit(peer, make(req))
         self._add_rpc(req, _Rpc(purpose, peer, now + self.config.rpc_timeout,
-                                finger_index=finger_index))
+                                finger_index=finger_index, steps=steps))
 
     def _add_rpc(self, req: int, rpc: _Rpc) -> None:
         if self._rpcs is None:
