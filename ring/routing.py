@@ -45,7 +45,8 @@ class RoutingTable:
         self.r = r
         self._shift = max(space.bits - 64, 0)
         # The next r nodes clockwise, nearest first, and the first of them (read-only: change
-        # with set_successors). A tuple, so a stabilization answer can carry it as it is.
+        # with set_successors or remove, the only writers of both). A tuple, so a stabilization
+        # answer can carry it as it is; the first is kept apart because every message reads it.
         self.successors: tuple[NodeRef, ...] = ()
         self.successor: NodeRef | None = None
         self.predecessor: NodeRef | None = None
