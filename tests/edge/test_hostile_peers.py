@@ -14,7 +14,7 @@ from edge.s2s_shell import S2SNode
 from edge.srv import PeerResolver, Target
 from edge.xmlstream import StreamHeader, XMLStreamParser
 
-from .transcript import peer_header
+from .transcript import peer_header, read_until_closed
 
 RING, PEER = "ring.test", "peer.test"
 PEER_SECRET = b"peer-test-secret-0123456789abc"
@@ -37,18 +37,8 @@ async def exchange(port: int, *chunks: bytes, wait_header: bool = False) -> tupl
                         for it in parser.feed(await stream.receive_some(65536)):
                             header = it if isinstance(it, StreamHeader) else header
                             items += [] if isinstance(it, StreamHeader) else [it]
-            while True:
-                try:
-                    data = await stream.receive_some(65536)
-                except trio.BrokenResourceError:
-                    break
-                if not data:
-                    break
-                for it in parser.feed(data):
-                    if isinstance(it, StreamHeader):
-                        header = it
-                    else:
-                        items.append(it)
+            last, rest = await read_until_closed(stream, parser)
+            header, items = last or header, items + rest
     return header, items
 
 

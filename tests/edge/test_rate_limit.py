@@ -16,7 +16,7 @@ from edge.s2s_shell import S2SNode
 from edge.srv import PeerResolver, Target
 from edge.xmlstream import StreamHeader, XMLStreamParser
 
-from .transcript import Reader, peer_header
+from .transcript import Reader, peer_header, read_until_closed
 
 LIMITS = RateLimits(bytes_per_second=1000, burst_bytes=4000, grace_seconds=5.0)
 
@@ -172,14 +172,7 @@ async def test_live_edge_cuts_a_flooding_peer_and_keeps_serving_others(nursery):
                     sent += 65536
 
             inner.start_soon(flood)
-            while True:
-                try:
-                    data = await stream.receive_some(65536)
-                except trio.BrokenResourceError:
-                    break
-                if not data:
-                    break
-                items += [i for i in parser.feed(data) if not isinstance(i, StreamHeader)]
+            items += (await read_until_closed(stream, parser))[1]
             inner.cancel_scope.cancel()
     errors = [i for i in items if getattr(i, "tag", "") == "{http://etherx.jabber.org/streams}error"]
     assert errors and errors[0][0].tag == "{urn:ietf:params:xml:ns:xmpp-streams}policy-violation"

@@ -6,6 +6,7 @@ ejabberd), so outputs are parsed back and compared in a canonical form.
 
 from __future__ import annotations
 
+import trio
 from lxml import etree
 
 from edge.xmlstream import StreamEnd, StreamHeader, XMLStreamParser
@@ -61,3 +62,22 @@ class Reader:
 
     def read_canon(self, data: bytes) -> list[str]:
         return [canon(e) for e in self.read(data)]
+
+
+async def read_until_closed(stream, parser: XMLStreamParser):  # noqa: ANN001, ANN201
+    """Feed everything a real peer sends until it closes the connection: (the last stream
+    header seen or None, every other item in order)."""
+    header, items = None, []
+    while True:
+        try:
+            data = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            break
+        if not data:
+            break
+        for it in parser.feed(data):
+            if isinstance(it, StreamHeader):
+                header = it
+            else:
+                items.append(it)
+    return header, items
