@@ -32,7 +32,11 @@ class RingConfig:
 
     ack_timeout: float = 1.0  # next hop did not confirm receipt: suspected, re-route
     custody_timeout: float = 10.0  # receipt confirmed but not delivered: send again
-    max_retries: int = 4  # re-routes of one envelope before it is declared undeliverable
+    max_retries: int = 4  # sends again of one envelope (delivery unconfirmed) before giving up
+    # Silent next hops one envelope is re-routed around before giving up. Counted apart from
+    # max_retries: each is dropped from the table as it is found, so the next choice has
+    # learnt from it, and after a mass failure several candidates in a row may be dead.
+    max_reroutes: int = 16
 
     default_ttl: int = 64
     max_custody: int = 100_000  # envelopes held awaiting delivery confirmation
@@ -50,6 +54,8 @@ class RingConfig:
             raise ValueError("jitter must be in [0, 1)")
         if not 1 <= self.default_ttl <= 255:
             raise ValueError("default_ttl must be in 1..255")
+        if self.max_retries < 0 or self.max_reroutes < 0:
+            raise ValueError("max_retries and max_reroutes must be >= 0")
 
     @cached_property
     def maintenance_plan(self) -> tuple[float, int, int, int]:

@@ -627,10 +627,15 @@ class RingNode:
                 self._retry(key, held, now, exclude_hop=False)
 
     def _retry(self, key: Key, held: Held, now: float, *, exclude_hop: bool) -> None:
-        held.attempts += 1
+        """Route again: around a silent next hop (``exclude_hop``), or to send again an
+        envelope whose delivery was never confirmed. Each has its own limit (see RingConfig)."""
         if exclude_hop and held.hop is not None:
             held.excluded = held.excluded | {held.hop.id}
-        if held.attempts > self.config.max_retries:
+            over = len(held.excluded) > self.config.max_reroutes
+        else:
+            held.attempts += 1
+            over = held.attempts > self.config.max_retries
+        if over:
             self._fail(key, held, ErrorCode.RETRIES_EXHAUSTED, now)
             return
         self._dispatch(key, held, now)
@@ -886,6 +891,12 @@ class RingNode:
         i = self._next_finger
         if not lo <= i < bits:
             i = lo
+        near = t.listed_successor(self.space.finger_start(self.me.id, i))
+        if near is not None:
+            # The successor list, refreshed by every stabilization, already names it: no
+            # message. (Such fingers are about a third of a large ring's distinct ones.)
+            self._set_fingers_from(i, near)
+            return
         f = t.finger(i)
         if f is None:
             self._send_lookup(self.space.finger_start(self.me.id, i), _Purpose.FINGER, now,

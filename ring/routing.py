@@ -115,6 +115,21 @@ class RoutingTable:
         known = self.known_nodes()
         return known[0] if known else self.predecessor
 
+    def listed_successor(self, key: int) -> NodeRef | None:
+        """The key's successor when the successor list settles it, else None.
+
+        The list holds consecutive nodes, so a key up to its last entry succeeds to the
+        first entry at or past it. (A key that is this node's own id is not settled here.)
+        """
+        succs = self.successors
+        if not succs:
+            return None
+        me, m = self.me.id, self.space.modulus
+        d = (key - me) % m
+        if d == 0 or d > (succs[-1].id - me) % m:
+            return None
+        return succs[bisect_left(succs, d, key=lambda r: (r.id - me) % m)]
+
     def first_finger_index(self) -> int:
         """Lowest finger index whose start lies beyond the successor (0 when alone)."""
         s = self.successor

@@ -9,9 +9,11 @@ from ring.events import (Confirmed, Delivered, JoinFailed, LookupDone, LookupFai
                          PredecessorChanged,
                          ProbeResult, Undeliverable)
 from ring.ids import name_key
+from ring.keyspace import KeySpace
 from ring.memcluster import InMemoryCluster
 from ring.messages import Ack, AckKind, Envelope, envelope_key, ErrorCode, FindSuccessor, Flags, NodeRef
 from ring.node import NodeState, RingNode
+from ring.routing import RoutingTable
 
 from .helpers import build_ring
 
@@ -220,21 +222,30 @@ def test_an_origin_whose_envelope_came_round_a_loop_still_gets_its_confirmation(
     assert acks and acks[0].kind is AckKind.DELIVERED  # the loop's sender is released too
 
 
-def test_lookups_are_rerouted_around_nodes_that_died_on_their_path():
-    c = build_ring(96, successor_list_length=12)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_lookups_are_rerouted_around_nodes_that_died_on_their_path(seed):
+    # A time limit that leaves room for the re-routes: each dead hop met costs an ack
+    # time-out (1 s), and a quarter of the ring dying at once puts several on some paths.
+    c = build_ring(96, seed=seed, successor_list_length=12, lookup_timeout=30.0)
     nodes = c.active()
     victims = {n.me.addr for n in nodes[1::4]}
     asked = {}
     for i, node in enumerate(n for n in nodes if n.me.addr not in victims):
         key = name_key(c.space, f"survive-{i}")
         asked[(node.me.addr, c.lookup(node.me.addr, key))] = key
-    for v in victims:  # before any of those lookups has moved a single hop
+    # Those its asker's own successor list answered are done already, right then.
+    at_once = {(a, e.req_id): e for a, e in c.events_of(LookupDone)}
+    for k, ev in at_once.items():
+        assert ev.hops == 0 and ev.successor == c.responsible(asked[k])
+    for v in victims:  # before any of the others has moved a single hop
         c.crash(v)
-    c.run_for(30)
+    c.run_for(40)
     assert not c.events_of(LookupFailed)
     done = {(a, e.req_id): e for a, e in c.events_of(LookupDone)}
     assert set(done) == set(asked)
-    for k, ev in done.items():
+    travelled = {k: ev for k, ev in done.items() if k not in at_once}
+    assert len(travelled) > len(asked) // 2
+    for k, ev in travelled.items():
         assert ev.successor == c.responsible(asked[k])
 
 
@@ -273,8 +284,9 @@ class _CountingCluster(InMemoryCluster):
 
 
 def test_one_maintenance_tick_runs_each_task_at_its_configured_rate():
+    # (A successor list of one: every finger past the successor is checked by a message.)
     cfg = RingConfig(expected_nodes=16, stabilize_interval=1.0, fix_fingers_interval=0.5,
-                     check_predecessor_interval=2.0)
+                     check_predecessor_interval=2.0, successor_list_length=1)
     assert cfg.maintenance_plan == (0.5, 2, 1, 4)
     assert RingConfig(stabilize_interval=30, fix_fingers_interval=30,
                       check_predecessor_interval=30).maintenance_plan == (30, 1, 1, 1)
@@ -293,6 +305,32 @@ def test_one_maintenance_tick_runs_each_task_at_its_configured_rate():
     # The question carried the notify, so a settled ring sends no Notify of its own.
     assert c.sent["Notify"] == 0
     assert c.converged() and c.fingers_correct()
+
+
+def test_fingers_the_successor_list_settles_cost_no_message():
+    # 9 nodes, r = 8: every other node is in each successor list, so is every finger.
+    c = _CountingCluster(RingConfig(expected_nodes=9, successor_list_length=8), seed=4)
+    c.add_stable(9, maintenance=True)
+    for n in c.active():  # forget the fingers the cluster was built with
+        for i in list(n.table.fingers):
+            n.table.set_finger(i, n.me)
+    c.sent.clear()
+    c.run_for(20.0)
+    assert c.sent["GetNeighbours+notify"] > 9 * 15  # stabilization ran all along
+    assert c.sent["GetNeighbours"] == 0 and c.sent["Envelope"] == 0  # no check, no lookup
+    assert c.converged() and c.fingers_correct()
+
+
+def test_listed_successor_settles_only_keys_up_to_the_last_listed_node():
+    space = KeySpace(bits=8)
+    t = RoutingTable(space, NodeRef(100, "me"), 3)
+    assert t.listed_successor(120) is None  # nothing listed yet
+    t.set_successors([NodeRef(110, "a"), NodeRef(130, "b"), NodeRef(5, "c")])
+    assert t.listed_successor(101).addr == "a" and t.listed_successor(110).addr == "a"
+    assert t.listed_successor(111).addr == "b" and t.listed_successor(250).addr == "c"
+    assert t.listed_successor(5).addr == "c"  # wraps past zero
+    assert t.listed_successor(6) is None and t.listed_successor(99) is None  # beyond the list
+    assert t.listed_successor(100) is None  # our own id
 
 
 def test_the_stabilize_question_carries_notify_to_a_successor_that_lost_its_predecessor():
