@@ -71,15 +71,16 @@ from .messages import (
     Pong,
 )
 from .routing import RoutingTable
-from .wire import MalformedMessage, WireCodec, shared_codec
+from .wire import RELAY_HEAD_BODY, MalformedMessage, WireCodec, shared_codec
 
-ACK_BATCH = 4096
+ACK_BATCH = 4096  # ids per Ack message (the codec accepts up to 8192)
 # The stabilize question carries Chord's notify (see GetNeighbours).
 _STABILIZE_QUESTION = partial(GetNeighbours, notify=True)
 FINGER_WALK = 2  # a stale finger is corrected by asking back this far before a lookup
 _ACK_KINDS = tuple(AckKind)  # (iterating the Enum itself runs Python code every time)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__
-_NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)  # ids per Ack message (the codec accepts up to 8192)
+_NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)
+_NO_TAILS = itertools.repeat(None)  # handle_messages without tails: none for any message
 
 
 class NodeState(enum.Enum):
@@ -204,7 +205,8 @@ class RingNode:
     # == driver interface ====================================================================
 
     def take_outputs(self) -> Sequence[tuple[NodeRef, Message]]:
-        """Messages to send, each addressed to a node. Acks are batched per peer."""
+        """Messages to send, each addressed to a node. Acks are batched per peer. An
+        envelope forwarded by ``handle_messages`` with a tail is its frame (bytes)."""
         out = self._out
         if out is None:
             if not self._acks:
@@ -301,7 +303,8 @@ class RingNode:
             if handler is not None:
                 handler(self, sender, msg, now)
 
-    def handle_messages(self, sender: NodeRef, msgs: Sequence[Message], now: float) -> None:
+    def handle_messages(self, sender: NodeRef, msgs: Sequence[Message], now: float,
+                        tails: Sequence[bytes | None] | None = None) -> None:
         """``handle_message`` for each of ``msgs``, all from ``sender``, in order.
 
         The same outcome, for less: a live link hands over all that one read brought. The
@@ -309,34 +312,55 @@ class RingNode:
         path, with the routing state and the sender's acks looked up once; anything else
         goes the general way, after which the routing state is looked up again (the
         general way changed it).
+
+        ``tails``, one per message (``MessageDecoder.messages``): an envelope that takes the
+        short path and has a tail goes out as its relayed frame (``bytes``, exactly the
+        encoding of the forwarded envelope; see ``WireCodec.relay``) instead of as an
+        Envelope, so the driver sends it as it is. Custody holds the Envelope: a
+        retransmission or a re-route is encoded afresh.
         """
         t = self.table
         custody = self._custody
+        add = custody.add
         next_hop = t.next_hop
         m = self.space.modulus
+        me = self.me.id
         max_custody = self.config.max_custody
         deadline = now + self.config.ack_timeout
         slow = F_TRACE | F_FINAL
+        head, prefix = self.codec.relay_head, self.codec.relay_prefix
         received: list[Key] | None = None
+        upstreams = (sender,)
         forwarded = 0
         pred, succs, state = t.predecessor, t.successors, self.state
-        fast, lo, span, done = self._fast_path_state()
-        for msg in msgs:
+        fast, far, near, final_hop, done = self._fast_path_state()
+        for msg, tail in zip(msgs, _NO_TAILS if tails is None else tails):
             if type(msg) is Envelope and fast:
                 msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
                 key = (origin << 64) | msg_id
-                if (flags & slow or ttl <= 0 or 0 < (dest - lo) % m <= span
+                # d: the key's distance from here. This node is responsible for it when d is
+                # 0 or beyond ``far`` (the predecessor's distance); the successor, when d is
+                # within ``near`` (next_hop's first test, inlined).
+                d = (dest - me) % m
+                if (flags & slow or ttl <= 0 or hops >= 255 or not 0 < d <= far
                         or custody.count >= max_custody or (done is not None and key in done)):
                     route = None
+                elif d <= near:
+                    route = final_hop
                 else:
                     route = next_hop(dest)
                 if route is not None:
                     hop, final = route
                     # custody.add refuses a key it holds: a duplicate goes the general way.
-                    if custody.add(key, Held(msg, [sender], hop, deadline)):  # type: ignore[arg-type]
-                        fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1, hops + 1,
-                                                       flags | F_FINAL if final else flags,
-                                                       payload, trace))
+                    if add(key, Held(msg, upstreams, hop, deadline)):  # type: ignore[arg-type]
+                        if final:
+                            flags |= F_FINAL
+                        if tail is None:
+                            fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1,
+                                                           hops + 1, flags, payload, trace))
+                        else:  # WireCodec.relay, inlined
+                            fwd = head(len(tail) + RELAY_HEAD_BODY, prefix, msg_id, ttl - 1,
+                                       hops + 1, flags) + tail
                         out = self._out
                         if out is None:
                             self._out = [(hop, fwd)]
@@ -351,20 +375,25 @@ class RingNode:
             if (t.predecessor is not pred or t.successors is not succs or self.state is not state
                     or self._done is not done):
                 pred, succs, state = t.predecessor, t.successors, self.state
-                fast, lo, span, done = self._fast_path_state()
+                fast, far, near, final_hop, done = self._fast_path_state()
         if forwarded:
             self.stats.forwarded += forwarded
 
-    def _fast_path_state(self) -> tuple[bool, int, int, dict[Key, float] | None]:
+    def _fast_path_state(self) -> tuple[bool, int, int, tuple[NodeRef, bool] | None,
+                                        dict[Key, float] | None]:
         """Whether envelopes may take handle_messages' short path, and what it needs: the
-        predecessor's id, the width of the span this node is responsible for, and the
+        predecessor's distance from this node (keys beyond it are ours), the successor's
+        distance and the route to it (keys within it go there, the final hop), and the
         delivered keys. Only an active node that knows its predecessor and successor."""
         t = self.table
         pred = t.predecessor
         if self.state is not NodeState.ACTIVE or pred is None or not t.successors:
-            return False, 0, 0, self._done
-        span = (self.me.id - pred.id) % self.space.modulus
-        return span != 0, pred.id, span, self._done
+            return False, 0, 0, None, self._done
+        m, me = self.space.modulus, self.me.id
+        if pred.id == me:
+            return False, 0, 0, None, self._done
+        succ = t.successors[0]
+        return True, (pred.id - me) % m, (succ.id - me) % m, (succ, True), self._done
 
     def peer_unreachable(self, peer: NodeRef, now: float, reason: str = "unreachable") -> None:
         """The driver could not reach ``peer`` (connection refused or reset)."""
@@ -454,7 +483,7 @@ class RingNode:
             else:
                 self.stats.duplicates += 1
             if sender not in held.upstreams:
-                held.upstreams.append(sender)
+                held.upstreams += (sender,)
             self._ack(AckKind.RECEIVED, sender, key)
             return
         if self._done is not None and key in self._done:
@@ -479,7 +508,7 @@ class RingNode:
         """Take an envelope received or originated here; True if it is now in custody
         (forwarded), False if its outcome is already known (delivered here, or failed)."""
         key = (env.origin << 64) | env.msg_id  # envelope_key, inlined
-        held = Held(env, [upstream] if upstream is not None else [])
+        held = Held(env, (upstream,) if upstream is not None else ())
         if self._responsible(env):
             self._deliver(key, held, now)
             return False
@@ -539,8 +568,9 @@ class RingNode:
             return False
         hop, final = route
         flags = (env.flags | F_FINAL) if final else (env.flags & ~F_FINAL)
-        fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, env.hops + 1, flags,
-                       env.payload, env.trace)
+        # (hops saturate at 255, the most a frame can say: counting on would not encode)
+        fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, min(env.hops + 1, 255),
+                       flags, env.payload, env.trace)
         if new:
             self._custody.put_new(key, held, hop, now + self.config.ack_timeout)
         else:
@@ -598,14 +628,20 @@ class RingNode:
         # DELIVERED or FAILED: the outcome is known, pass it on upstream (_finish, inlined).
         delivered = kind is AckKind.DELIVERED
         me = self.me.id
-        last = -1
+        last: tuple[NodeRef, ...] | None = None
         keys: list[Key] = []
         for key, held in custody.pop_all_done(ack.ids, sender.id):
-            for u in held.upstreams:
-                if u.id != last:
-                    keys = self._ack_list(kind, u)
-                    last = u.id
+            ups = held.upstreams
+            if ups is last:  # the envelopes of one read share one tuple of upstreams
                 keys.append(key)
+            elif len(ups) == 1:
+                keys = self._ack_list(kind, ups[0])
+                keys.append(key)
+                last = ups
+            else:
+                for u in ups:
+                    self._ack_list(kind, u).append(key)
+                last = None
             env = held.envelope
             if delivered and env.origin == me and not env.flags & (F_ERROR | F_PROBE):
                 self._event(Confirmed(env.msg_id, env.dest))

@@ -12,6 +12,8 @@ The two messages every stanza pays for at every hop carry their fixed fields pac
   exactly that form with one struct unpack and no msgpack call; any other form of the same
   array (a traced envelope, a longer length code) goes through msgpack and the same checks.
   Decoding and encoding an envelope cost about a third of what they cost through msgpack.
+  A node forwarding an envelope it read in that form does not encode it at all: the frame's
+  tail (ids, payload, nil) goes out again behind a new head (``WireCodec.relay``).
 - Ack ``[1, 2, kind, runs]``; ``runs`` is a sequence of (key, count u16) records: ``count``
   envelope keys (``messages.envelope_key``: origin id and msg_id u64, big-endian) starting
   at ``key``. A node numbers its envelopes in order, so a batch of acks is usually one or a
@@ -74,6 +76,10 @@ _NIL = b"\xc0"
 _NO_ERRORS: list = []  # what MessageDecoder.messages returns when a read was clean (never changed)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__ (80 ns less)
 _ACK_KINDS = frozenset(int(k) for k in AckKind)
+# An envelope frame's head: length, then (in the body) prefix (5 bytes), msg_id, ttl, hops,
+# flags (11); its tail, from the origin id on, is what a relay copies (WireCodec.relay).
+RELAY_HEAD_BODY = 5 + 11
+RELAY_TAIL_AT = HEADER + RELAY_HEAD_BODY
 
 
 class WireError(Exception):
@@ -142,6 +148,11 @@ class WireCodec:
         self._env_start = struct.Struct(">I5sQBBB")  # frame length, prefix, fixed fields
         self._env_fixed = struct.Struct(f">QBBB{idb}s{idb}s")
         self._env_tag = 5 + 11 + 2 * idb  # where the payload's bin tag sits in the body
+        # Relaying (see ``relay``): a forwarded envelope's frame is a new head (length,
+        # prefix, msg_id, ttl, hops, flags: ``relay_head(len(tail) + RELAY_HEAD_BODY,
+        # relay_prefix, msg_id, ttl, hops, flags)``) before the received frame's tail.
+        self.relay_head = self._env_start.pack
+        self.relay_prefix = self._env_prefix
         # MessageDecoder.messages reads a frame's length, the envelope prefix, the fixed
         # fields, both ids and the payload's tag with this one unpack.
         self._env_frame_head = struct.Struct(f">I5sQBBB{idb}s{idb}sB")
@@ -184,6 +195,19 @@ class WireCodec:
             self._env_start.pack(self._env_tag + len(tag) + n + len(tail), self._env_prefix,
                                  msg_id, ttl, hops, flags),
             origin.to_bytes(idb, "big"), dest.to_bytes(idb, "big"), tag, payload, tail))
+
+    def relay(self, tail: bytes, msg_id: int, ttl: int, hops: int, flags: int) -> bytes:
+        """The frame of a forwarded envelope, made from the tail of the frame it arrived in.
+
+        ``tail`` is what ``MessageDecoder.messages(tails)`` hands out for an envelope read
+        in the encoder's form without a trace: the frame from the origin id on (both ids,
+        the payload's tag, the payload, nil), which no hop changes. The result is exactly
+        ``encode_frame`` of the envelope with these header fields, for about half of what
+        encoding it afresh costs (ids and payload are not laid out again). The node core
+        inlines this (see ``RingNode.handle_messages``).
+        """
+        return self._env_start.pack(len(tail) + RELAY_HEAD_BODY, self._env_prefix, msg_id,
+                                    ttl, hops, flags) + tail
 
     def _to_list(self, msg: Message) -> list[Any]:
         v = WIRE_VERSION
@@ -602,10 +626,16 @@ class MessageDecoder:
             return None
         return self.codec.decode(body)
 
-    def messages(self) -> tuple[list[Message], list[MalformedMessage]]:
+    def messages(self, tails: list[bytes | None] | None = None
+                 ) -> tuple[list[Message], list[MalformedMessage]]:
         """Every message the buffered bytes complete, in order, and the errors of the
         malformed frames among them (consumed; the caller decides what they cost the peer):
         the fast way to read.
+
+        ``tails``, if given, gets one item per message returned: for an envelope read in
+        the encoder's form without a trace, the tail of its frame (see ``WireCodec.relay``),
+        so that a node forwarding it sends those bytes on instead of encoding them again;
+        None for anything else.
 
         An oversized length prefix ends the list; the call that meets it first raises
         ``FrameTooLarge`` (and the decoder is closed), so the messages before it are never
@@ -660,12 +690,19 @@ class MessageDecoder:
                 if t + 1 == e and data[t] == 0xC0 and t - q <= max_payload:
                     out.append(new(Envelope, (msg_id, fb(ob, "big"), fb(db, "big"), ttl, hops,
                                               flags, data[q:t], ())))
+                    if tails is not None:
+                        # (a bin16 tag on a payload under 256 bytes is valid, but not the
+                        # encoder's form: such an envelope is encoded afresh when forwarded)
+                        tails.append(data[i + RELAY_TAIL_AT : e]
+                                     if tag == 0xC4 or t - q > 255 else None)
                     i = e
                     continue
             s = i + HEADER
             i = e
             try:
                 out.append(decode(data[s:e]))
+                if tails is not None:
+                    tails.append(None)
             except MalformedMessage as exc:
                 if errors is _NO_ERRORS:
                     errors = []

@@ -10,6 +10,7 @@ from ring.config import RingConfig
 from ring.messages import (Ack, AckKind, Envelope, Flags, Leave, Neighbours, NodeRef, Notify,
                            Ping, envelope_key)
 from ring.node import RingNode
+from ring.wire import MessageDecoder, shared_codec
 
 CFG = RingConfig(expected_nodes=8, max_custody=6)
 M = CFG.space.modulus
@@ -34,7 +35,7 @@ dests = st.sampled_from([A.id + 5, B.id - 1, B.id, B.id + 1, C.id + 7, D.id - 3,
 origins = st.sampled_from([A.id, C.id, D.id, B.id])
 msg_ids = st.integers(0, 7) | st.just((1 << 64) - 1)
 envelopes = st.builds(
-    Envelope, msg_ids, origins, dests, st.sampled_from([0, 1, 9]), st.integers(0, 3),
+    Envelope, msg_ids, origins, dests, st.sampled_from([0, 1, 9]), st.integers(0, 3) | st.just(255),
     st.sampled_from([0, 0, 0, int(Flags.FINAL), int(Flags.TRACE), int(Flags.PROBE)]),
     st.just(b"<message/>"), st.just(()))
 acks = st.builds(Ack, st.sampled_from(AckKind),
@@ -74,6 +75,35 @@ def test_a_batch_has_the_effect_of_its_messages_one_by_one(batches):
         now += 0.5
 
 
+def _read(msgs):
+    """``msgs`` as a live link reads them: encoded, then decoded with their tails."""
+    dec = MessageDecoder(shared_codec(CFG.space))
+    dec.feed(b"".join(dec.codec.encode_frame(m) for m in msgs))
+    tails: list = []
+    got, errors = dec.messages(tails)
+    assert got == msgs and not errors
+    return tails
+
+
+def _encoded(outs, codec):
+    return [(dest, m if type(m) is bytes else codec.encode_frame(m)) for dest, m in outs]
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches)
+def test_relayed_frames_are_the_encoded_forwarded_envelopes(batches):
+    plain, relay = _node(), _node()
+    now = 1.0
+    for sender, msgs in batches:
+        plain.handle_messages(sender, msgs, now)
+        relay.handle_messages(sender, msgs, now, _read(msgs))
+        out_p, *rest_p = _state(plain)
+        out_r, *rest_r = _state(relay)
+        assert _encoded(out_r, relay.codec) == _encoded(out_p, plain.codec)
+        assert rest_r == rest_p
+        now += 0.5
+
+
 def test_the_short_path_forwards_and_acks_like_the_long_one():
     cfg = RingConfig(expected_nodes=8)
     one, many = _node(cfg), _node(cfg)
@@ -103,3 +133,33 @@ def test_a_span_widened_in_the_middle_of_a_batch_is_seen_by_the_envelopes_after_
     many.handle_messages(NEW, batch, 1.0)
     assert _state(many) == _state(one)
     assert many.stats.delivered == 1 and many.stats.forwarded == 0
+
+
+def test_the_short_path_relays_frames_and_custody_keeps_the_envelopes():
+    cfg = RingConfig(expected_nodes=8)
+    plain, relay = _node(cfg), _node(cfg)
+    envs = [Envelope(i, A.id, C.id + 7, 9, 1, 0, b"x" * i) for i in range(300)]
+    plain.handle_messages(A, envs, 1.0)
+    relay.handle_messages(A, envs, 1.0, _read(envs))
+    out = list(relay.take_outputs())
+    assert all(type(m) is bytes for _, m in out[:300])
+    assert _encoded(out, relay.codec) == _encoded(plain.take_outputs(), plain.codec)
+    assert relay.codec.decode(out[299][1][4:]) == envs[299]._replace(ttl=8, hops=2)
+    assert relay._custody.get(envelope_key(A.id, 5)).envelope is envs[5]
+    # No receipt from C: the envelopes are re-routed (to D), encoded afresh from custody.
+    relay.handle_timer(1.0 + cfg.ack_timeout)
+    again = {m.msg_id: (dest, m) for dest, m in relay.take_outputs() if type(m) is Envelope}
+    assert len(again) == 300
+    assert again[5] == (D, envs[5]._replace(ttl=8, hops=2, flags=int(Flags.FINAL)))
+
+
+def test_a_hop_count_at_its_limit_stays_there():
+    # 255 is the most a frame can say: forwarding must not make an unencodable 256.
+    one, many = _node(), _node()
+    env = Envelope(1, A.id, C.id + 7, 9, 255, 0, b"x")
+    one.handle_message(A, env, 1.0)
+    many.handle_messages(A, [env], 1.0, _read([env]))
+    outs = list(many.take_outputs())
+    assert outs == list(one.take_outputs())
+    fwd = outs[0][1]
+    assert fwd.hops == 255 and many.codec.decode(many.codec.encode(fwd)) == fwd
