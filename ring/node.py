@@ -328,7 +328,11 @@ class RingNode:
         max_custody = self.config.max_custody
         deadline = now + self.config.ack_timeout
         slow = F_TRACE | F_FINAL
-        head, prefix = self.codec.relay_head, self.codec.relay_prefix
+        head, prefix, head_body = self.codec.relay_head, self.codec.relay_prefix, RELAY_HEAD_BODY
+        # The outputs, appended to directly (the general way's _emit appends to the same list)
+        out = self._out
+        if out is None:
+            out = self._out = []
         received: list[Key] | None = None
         upstreams = (sender,)
         forwarded = 0
@@ -359,13 +363,9 @@ class RingNode:
                             fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1,
                                                            hops + 1, flags, payload, trace))
                         else:  # WireCodec.relay, inlined
-                            fwd = head(len(tail) + RELAY_HEAD_BODY, prefix, msg_id, ttl - 1,
+                            fwd = head(len(tail) + head_body, prefix, msg_id, ttl - 1,
                                        hops + 1, flags) + tail
-                        out = self._out
-                        if out is None:
-                            self._out = [(hop, fwd)]
-                        else:
-                            out.append((hop, fwd))
+                        out.append((hop, fwd))
                         if received is None:
                             received = self._ack_list(AckKind.RECEIVED, sender)
                         received.append(key)
@@ -378,6 +378,8 @@ class RingNode:
                 fast, far, near, final_hop, done = self._fast_path_state()
         if forwarded:
             self.stats.forwarded += forwarded
+        if not out:
+            self._out = None
 
     def _fast_path_state(self) -> tuple[bool, int, int, tuple[NodeRef, bool] | None,
                                         dict[Key, float] | None]:

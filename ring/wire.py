@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import operator
 import struct
 from typing import Any
 
@@ -243,6 +244,15 @@ class WireCodec:
     def _ack_runs(self, keys: tuple[int, ...]) -> bytes:
         """Envelope keys as (first key, count) records; a run never crosses into another
         origin's keys and counts at most 65535."""
+        n = len(keys)
+        if n > 1:
+            # The usual batch, one run (a node numbers its envelopes in order), is told in
+            # C: n strictly increasing keys from first to first + n - 1 are exactly that
+            # run. A third of the cost of the loop below, which finds runs key by key.
+            first = keys[0]
+            if (keys[-1] - first == n - 1 and n <= 0xFFFF and (first & _M64) + n <= _U64
+                    and all(map(operator.lt, keys, keys[1:]))):
+                return first.to_bytes(self._idb + 8, "big") + n.to_bytes(2, "big")
         it = iter(keys)
         for start in it:
             break
@@ -661,6 +671,9 @@ class MessageDecoder:
         max_frame = frames.max_frame
         new, fb = _new_envelope, int.from_bytes
         out: list[Message] = []
+        push = out.append
+        keep = tails.append if tails is not None else None
+        tail_at = RELAY_TAIL_AT
         errors: list[MalformedMessage] = _NO_ERRORS
         size = len(data)
         i = 0
@@ -688,21 +701,20 @@ class MessageDecoder:
                 else:
                     t = 0
                 if t + 1 == e and data[t] == 0xC0 and t - q <= max_payload:
-                    out.append(new(Envelope, (msg_id, fb(ob, "big"), fb(db, "big"), ttl, hops,
-                                              flags, data[q:t], ())))
-                    if tails is not None:
+                    push(new(Envelope, (msg_id, fb(ob, "big"), fb(db, "big"), ttl, hops, flags,
+                                        data[q:t], ())))
+                    if keep is not None:
                         # (a bin16 tag on a payload under 256 bytes is valid, but not the
                         # encoder's form: such an envelope is encoded afresh when forwarded)
-                        tails.append(data[i + RELAY_TAIL_AT : e]
-                                     if tag == 0xC4 or t - q > 255 else None)
+                        keep(data[i + tail_at : e] if tag == 0xC4 or t - q > 255 else None)
                     i = e
                     continue
             s = i + HEADER
             i = e
             try:
-                out.append(decode(data[s:e]))
-                if tails is not None:
-                    tails.append(None)
+                push(decode(data[s:e]))
+                if keep is not None:
+                    keep(None)
             except MalformedMessage as exc:
                 if errors is _NO_ERRORS:
                     errors = []

@@ -376,3 +376,17 @@ def test_an_envelope_in_another_form_has_no_tail_and_is_encoded_afresh():
     assert msgs == [env, env, Ping(3)] and errors == []
     assert tails[0] is None and tails[2] is None
     assert CODEC.relay(tails[1], 7, 9, 0, 0) == CODEC.encode_frame(env)
+
+
+@pytest.mark.parametrize("msg_ids, records", [
+    ((1, 2, 3, 4), 1),  # one run
+    ((1, 3, 2, 4), 4),  # the same keys out of order: as they are
+    ((1, 2, 2, 4), 3),  # first to last spans n keys, but one repeats
+    ((4, 3, 2, 1), 4),
+    (((1 << 64) - 2, (1 << 64) - 1), 1),
+])
+def test_an_ack_is_one_run_only_when_its_keys_are_one(msg_ids, records):
+    ack = Ack(AckKind.DELIVERED, tuple(envelope_key(9, i) for i in msg_ids))
+    body = CODEC.encode(ack)
+    assert len(msgpack.unpackb(body)[3]) == records * 30
+    assert CODEC.decode(body) == ack
