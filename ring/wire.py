@@ -665,7 +665,10 @@ class MessageDecoder:
         # Payload offsets in the frame after a bin8 or bin16 tag; narrow key spaces, whose
         # ids need a range check, always go through decode.
         end8 = HEADER + codec._env_tag + 2
-        end16 = end8 + 1
+        body8 = end8 - HEADER  # body bytes before a bin8 payload
+        # A frame of the encoder's form is that many bytes longer than its payload (the nil
+        # after it included): tested on the small difference, no big offsets computed.
+        over8, over16 = body8 + 1, body8 + 2
         unknown = ~F_KNOWN if not codec._ids_can_overflow else -1
         max_payload = codec.max_payload
         max_frame = frames.max_frame
@@ -676,12 +679,13 @@ class MessageDecoder:
         tail_at = RELAY_TAIL_AT
         errors: list[MalformedMessage] = _NO_ERRORS
         size = len(data)
+        last_head = size - head_size  # the last offset a whole envelope head fits at
         i = 0
         while True:
             # An envelope in the encoder's form with a payload under 64 KiB and no trace is
             # read right here (as WireCodec._envelope_at would read it); anything else,
             # including every error, goes through decode.
-            if size - i >= head_size:
+            if i <= last_head:
                 n, pre, msg_id, ttl, hops, flags, ob, db, tag = unpack_head(data, i)
             elif size - i >= HEADER:
                 n = unpack_len(data, i)[0]
@@ -691,22 +695,26 @@ class MessageDecoder:
             e = i + HEADER + n
             if e > size or n > max_frame:
                 break  # incomplete, or too large: raised by the next call, which starts there
-            if pre == prefix and e > i + end8 and not flags & unknown:
+            if pre == prefix and n > body8 and not flags & unknown:
+                q = i + end8
                 if tag == 0xC4:
-                    q = i + end8
-                    t = q + data[q - 1]
+                    p = data[q - 1]
+                    ok = n - p == over8 and p <= max_payload
+                    whole = True  # (bin8 is the encoder's form for any payload it can hold)
                 elif tag == 0xC5:
-                    q = i + end16
-                    t = q + ((data[q - 2] << 8) | data[q - 1])
+                    q += 1
+                    p = (data[q - 2] << 8) | data[q - 1]
+                    ok = n - p == over16 and p <= max_payload
+                    # (a bin16 tag on a payload under 256 bytes is valid, but not the
+                    # encoder's form: such an envelope is encoded afresh when forwarded)
+                    whole = p > 255
                 else:
-                    t = 0
-                if t + 1 == e and data[t] == 0xC0 and t - q <= max_payload:
+                    ok = False
+                if ok and data[e - 1] == 0xC0:
                     push(new(Envelope, (msg_id, fb(ob, "big"), fb(db, "big"), ttl, hops, flags,
-                                        data[q:t], ())))
+                                        data[q : e - 1], ())))
                     if keep is not None:
-                        # (a bin16 tag on a payload under 256 bytes is valid, but not the
-                        # encoder's form: such an envelope is encoded afresh when forwarded)
-                        keep(data[i + tail_at : e] if tag == 0xC4 or t - q > 255 else None)
+                        keep(data[i + tail_at : e] if whole else None)
                     i = e
                     continue
             s = i + HEADER
