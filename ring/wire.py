@@ -680,6 +680,9 @@ class MessageDecoder:
         errors: list[MalformedMessage] = _NO_ERRORS
         size = len(data)
         last_head = size - head_size  # the last offset a whole envelope head fits at
+        # The origin of the envelope read last, as read and as a number: consecutive
+        # envelopes from one origin share one int (less to make, and to keep in custody).
+        last_ob, origin = None, 0
         i = 0
         while True:
             # An envelope in the encoder's form with a payload under 64 KiB and no trace is
@@ -711,7 +714,9 @@ class MessageDecoder:
                 else:
                     ok = False
                 if ok and data[e - 1] == 0xC0:
-                    push(new(Envelope, (msg_id, fb(ob, "big"), fb(db, "big"), ttl, hops, flags,
+                    if ob != last_ob:  # (a read's envelopes mostly share a few origins)
+                        last_ob, origin = ob, fb(ob, "big")
+                    push(new(Envelope, (msg_id, origin, fb(db, "big"), ttl, hops, flags,
                                         data[q : e - 1], ())))
                     if keep is not None:
                         keep(data[i + tail_at : e] if whole else None)
