@@ -205,8 +205,9 @@ class RingNode:
     # == driver interface ====================================================================
 
     def take_outputs(self) -> Sequence[tuple[NodeRef, Message]]:
-        """Messages to send, each addressed to a node. Acks are batched per peer. An
-        envelope forwarded by ``handle_messages`` with a tail is its frame (bytes)."""
+        """Messages to send, each addressed to a node. Acks are batched per peer.
+        Envelopes relayed by ``handle_messages`` (given tails) are frames: a list of them
+        (bytes) per run to one hop."""
         out = self._out
         if out is None:
             if not self._acks:
@@ -316,8 +317,9 @@ class RingNode:
         ``tails``, one per message (``MessageDecoder.messages``): an envelope that takes the
         short path and has a tail goes out as its relayed frame (``bytes``, exactly the
         encoding of the forwarded envelope; see ``WireCodec.relay``) instead of as an
-        Envelope, so the driver sends it as it is. Custody holds the Envelope: a
-        retransmission or a re-route is encoded afresh.
+        Envelope, so the driver sends it as it is; consecutive ones to one hop make one
+        output, a list of frames. Custody holds the Envelope: a retransmission or a
+        re-route is encoded afresh.
         """
         t = self.table
         custody = self._custody
@@ -334,6 +336,9 @@ class RingNode:
         if out is None:
             out = self._out = []
         received: list[Key] | None = None
+        # Relayed frames to one hop, one after the other, go out as one list (one output).
+        run_hop: NodeRef | None = None
+        run_push = None
         upstreams = (sender,)
         forwarded = 0
         pred, succs, state = t.predecessor, t.successors, self.state
@@ -359,19 +364,26 @@ class RingNode:
                     if add(key, Held(msg, upstreams, hop, deadline)):  # type: ignore[arg-type]
                         if final:
                             flags |= F_FINAL
-                        if tail is None:
-                            fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1,
-                                                           hops + 1, flags, payload, trace))
-                        else:  # WireCodec.relay, inlined
+                        if tail is not None:  # WireCodec.relay, inlined
                             fwd = head(len(tail) + head_body, prefix, msg_id, ttl - 1,
                                        hops + 1, flags) + tail
-                        out.append((hop, fwd))
+                            if hop is run_hop:
+                                run_push(fwd)
+                            else:
+                                run = [fwd]
+                                out.append((hop, run))
+                                run_hop, run_push = hop, run.append
+                        else:
+                            out.append((hop, _new_envelope(Envelope, (
+                                msg_id, origin, dest, ttl - 1, hops + 1, flags, payload, trace))))
+                            run_hop = None
                         if received is None:
                             received = self._ack_list(AckKind.RECEIVED, sender)
                         received.append(key)
                         forwarded += 1
                         continue
             self.handle_message(sender, msg, now)
+            run_hop = None  # (what it sent comes after the run, in order)
             if (t.predecessor is not pred or t.successors is not succs or self.state is not state
                     or self._done is not done):
                 pred, succs, state = t.predecessor, t.successors, self.state

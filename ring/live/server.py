@@ -329,11 +329,11 @@ class LiveNode:
                 core.custody_count < self.limits.origin_custody:
             self._capacity.set()
 
-    def _route_outputs(self, outs: list[tuple[NodeRef, Message | bytes]]
+    def _route_outputs(self, outs: list[tuple[NodeRef, Message | list[bytes]]]
                        ) -> list[Message] | None:
         """Encode each output onto its peer's link (dialing on demand); returns the messages
-        addressed to this node itself, if any. An output that is bytes is a relayed
-        envelope frame (see ``RingNode.handle_messages``), queued as it is."""
+        addressed to this node itself, if any. An output that is a list holds relayed
+        envelope frames (see ``RingNode.handle_messages``), queued as they are."""
         if not outs:
             return None
         enc = self.codec.encode_frame
@@ -341,7 +341,7 @@ class LiveNode:
         me = self.node_id
         last_ref: NodeRef | None = None
         link: PeerLink | None = None
-        push = None
+        push = extend = None
         size = 0  # bytes appended to link since it was looked up (added to its queue at once)
         touched: list[PeerLink] = []
         local: list[Message] | None = None
@@ -356,18 +356,24 @@ class LiveNode:
                     if rid == me:
                         if local is None:
                             local = []
-                        local.append(self.codec.decode(msg[HEADER:]) if type(msg) is bytes
-                                     else msg)
+                        if type(msg) is list:
+                            local.extend(self.codec.decode(f[HEADER:]) for f in msg)
+                        else:
+                            local.append(msg)
                         last_ref = None
                         continue
                     link = self._new_dial(ref)
                 if link not in touched:
                     touched.append(link)
-                push = link.buf.append
+                push, extend = link.buf.append, link.buf.extend
                 last_ref = ref
-            frame = msg if type(msg) is bytes else enc(msg)
-            push(frame)
-            size += len(frame)
+            if type(msg) is list:
+                extend(msg)
+                size += sum(map(len, msg))
+            else:
+                frame = enc(msg)
+                push(frame)
+                size += len(frame)
         if link is not None:
             link.queued += size
         lim = self.limits
