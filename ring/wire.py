@@ -657,19 +657,21 @@ class MessageDecoder:
             return [], _NO_ERRORS
         codec = self.codec
         decode = codec.decode
-        prefix = codec._env_prefix
+        # Narrow key spaces, whose ids need a range check, never match: always through decode.
+        # (An impossible flag mask did that only for envelopes with some flag set, so an
+        # id beyond such a space came through when the flags were 0.)
+        prefix = codec._env_prefix if not codec._ids_can_overflow else None
         head = codec._env_frame_head
         unpack_head = head.unpack_from
         head_size = head.size
         unpack_len = _LEN.unpack_from
-        # Payload offsets in the frame after a bin8 or bin16 tag; narrow key spaces, whose
-        # ids need a range check, always go through decode.
+        # Payload offsets in the frame after a bin8 or bin16 tag.
         end8 = HEADER + codec._env_tag + 2
         body8 = end8 - HEADER  # body bytes before a bin8 payload
         # A frame of the encoder's form is that many bytes longer than its payload (the nil
         # after it included): tested on the small difference, no big offsets computed.
         over8, over16 = body8 + 1, body8 + 2
-        unknown = ~F_KNOWN if not codec._ids_can_overflow else -1
+        unknown = ~F_KNOWN
         max_payload = codec.max_payload
         max_frame = frames.max_frame
         new, fb = _new_envelope, int.from_bytes

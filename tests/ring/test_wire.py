@@ -188,6 +188,12 @@ def test_ids_beyond_a_narrow_key_space_are_rejected():
         narrow.decode(_body([V, 1, bad, b"", None]))
     with pytest.raises(MalformedMessage, match="outside the key space"):
         narrow.decode(_body([V, 2, 1, b"\xff\xff" + b"\0" * 8 + b"\0\1"]))
+    # The batched reader checks them as well, whatever the flags
+    beyond = WireCodec(KeySpace(16)).encode_frame(Envelope(1, 5, 5000, 9, 0, 0, b"x"))
+    dec = MessageDecoder(narrow)
+    dec.feed(beyond + narrow.encode_frame(env))
+    msgs, errors = dec.messages()
+    assert msgs == [env] and len(errors) == 1 and "outside the key space" in str(errors[0])
 
 
 def _slow_envelope_body(env):
