@@ -169,7 +169,7 @@ class RingNode:
         # Outputs, events, pending acks, finished keys and open requests are created on first
         # use and dropped when drained: most nodes of a large simulation are idle most of the
         # time, and an empty container still costs 56-64 bytes.
-        self._out: list[tuple[NodeRef, Message]] | None = None
+        self._out: list[tuple[NodeRef, Message | list[bytes]]] | None = None
         self._events: list[Event] | None = None
         # Acks waiting to be batched: peer id -> (peer, keys per kind RECEIVED, DELIVERED,
         # FAILED). Keyed by id: an int hashes in C, a NodeRef dataclass in Python.
@@ -204,7 +204,7 @@ class RingNode:
 
     # == driver interface ====================================================================
 
-    def take_outputs(self) -> Sequence[tuple[NodeRef, Message]]:
+    def take_outputs(self) -> Sequence[tuple[NodeRef, Message | list[bytes]]]:
         """Messages to send, each addressed to a node. Acks are batched per peer.
         Envelopes relayed by ``handle_messages`` (given tails) are frames: a list of them
         (bytes) per run to one hop."""
