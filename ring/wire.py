@@ -248,7 +248,7 @@ class WireCodec:
         if n > 1:
             # The usual batch, one run (a node numbers its envelopes in order), is told in
             # C: n strictly increasing keys from first to first + n - 1 are exactly that
-            # run. A third of the cost of the loop below, which finds runs key by key.
+            # run. About a quarter of the cost of the loop below, which finds runs key by key.
             first = keys[0]
             if (keys[-1] - first == n - 1 and n <= 0xFFFF and (first & _M64) + n <= _U64
                     and all(map(operator.lt, keys, keys[1:]))):
