@@ -340,13 +340,16 @@ class RingNode:
         run_hop: NodeRef | None = None
         run_push = None
         upstreams = (sender,)
+        last_origin, high = None, 0  # the last envelope's origin, and its part of the key
         forwarded = 0
         pred, succs, state = t.predecessor, t.successors, self.state
         fast, far, near, final_hop, done = self._fast_path_state()
         for msg, tail in zip(msgs, _NO_TAILS if tails is None else tails):
             if type(msg) is Envelope and fast:
                 msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
-                key = (origin << 64) | msg_id
+                if origin is not last_origin:  # (a read's envelopes share their origins' ints)
+                    last_origin, high = origin, origin << 64
+                key = high | msg_id
                 # d: the key's distance from here. This node is responsible for it when d is
                 # 0 or beyond ``far`` (the predecessor's distance); the successor, when d is
                 # within ``near`` (next_hop's first test, inlined).
