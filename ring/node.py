@@ -325,7 +325,6 @@ class RingNode:
         custody = self._custody
         add = custody.add
         next_hop = t.next_hop
-        m = self.space.modulus
         me = self.me.id
         max_custody = self.config.max_custody
         deadline = now + self.config.ack_timeout
@@ -343,21 +342,21 @@ class RingNode:
         last_origin, high = None, 0  # the last envelope's origin, and its part of the key
         forwarded = 0
         pred, succs, state = t.predecessor, t.successors, self.state
-        fast, far, near, final_hop, done = self._fast_path_state()
+        fast, lo, lo_wraps, hi, hi_wraps, final_hop, done = self._fast_path_state()
         for msg, tail in zip(msgs, _NO_TAILS if tails is None else tails):
             if type(msg) is Envelope and fast:
                 msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
                 if origin is not last_origin:  # (a read's envelopes share their origins' ints)
                     last_origin, high = origin, origin << 64
                 key = high | msg_id
-                # d: the key's distance from here. This node is responsible for it when d is
-                # 0 or beyond ``far`` (the predecessor's distance); the successor, when d is
-                # within ``near`` (next_hop's first test, inlined).
-                d = (dest - me) % m
-                if (flags & slow or ttl <= 0 or hops >= 255 or not 0 < d <= far
+                # This node is responsible for dest in (pred, me], the successor for dest in
+                # (me, succ] (next_hop's first test, inlined): told by comparing ids, without
+                # distances (big numbers made afresh), the wrap past 0 handled apart.
+                if (flags & slow or ttl <= 0 or hops >= 255
+                        or ((lo < dest or dest <= me) if lo_wraps else (lo < dest <= me))
                         or custody.count >= max_custody or (done is not None and key in done)):
                     route = None
-                elif d <= near:
+                elif (me < dest or dest <= hi) if hi_wraps else (me < dest <= hi):
                     route = final_hop
                 else:
                     route = next_hop(dest)
@@ -390,27 +389,27 @@ class RingNode:
             if (t.predecessor is not pred or t.successors is not succs or self.state is not state
                     or self._done is not done):
                 pred, succs, state = t.predecessor, t.successors, self.state
-                fast, far, near, final_hop, done = self._fast_path_state()
+                fast, lo, lo_wraps, hi, hi_wraps, final_hop, done = self._fast_path_state()
         if forwarded:
             self.stats.forwarded += forwarded
         if not out:
             self._out = None
 
-    def _fast_path_state(self) -> tuple[bool, int, int, tuple[NodeRef, bool] | None,
+    def _fast_path_state(self) -> tuple[bool, int, bool, int, bool, tuple[NodeRef, bool] | None,
                                         dict[Key, float] | None]:
         """Whether envelopes may take handle_messages' short path, and what it needs: the
-        predecessor's distance from this node (keys beyond it are ours), the successor's
-        distance and the route to it (keys within it go there, the final hop), and the
-        delivered keys. Only an active node that knows its predecessor and successor."""
+        predecessor's id (keys after it up to this node are ours) and whether that span
+        wraps past 0, the successor's id (keys after this node up to it go there, the final
+        hop) and whether that one wraps, the route to the successor, and the delivered keys.
+        Only an active node that knows its predecessor and successor."""
         t = self.table
         pred = t.predecessor
-        if self.state is not NodeState.ACTIVE or pred is None or not t.successors:
-            return False, 0, 0, None, self._done
-        m, me = self.space.modulus, self.me.id
-        if pred.id == me:
-            return False, 0, 0, None, self._done
+        me = self.me.id
+        if (self.state is not NodeState.ACTIVE or pred is None or not t.successors
+                or pred.id == me):
+            return False, 0, False, 0, False, None, self._done
         succ = t.successors[0]
-        return True, (pred.id - me) % m, (succ.id - me) % m, (succ, True), self._done
+        return (True, pred.id, pred.id > me, succ.id, succ.id < me, (succ, True), self._done)
 
     def peer_unreachable(self, peer: NodeRef, now: float, reason: str = "unreachable") -> None:
         """The driver could not reach ``peer`` (connection refused or reset)."""

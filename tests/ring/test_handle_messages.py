@@ -165,3 +165,57 @@ def test_a_hop_count_at_its_limit_stays_there():
     assert outs == list(one.take_outputs())
     fwd = outs[0][1]
     assert fwd.hops == 255 and many.codec.decode(many.codec.encode(fwd)) == fwd
+
+
+RING = (A, B, C, D)
+
+
+def _node_at(i: int) -> RingNode:
+    """The node at RING[i], its neighbours the next two and the one before (for A and D the
+    spans they are responsible for or route to at once wrap past 0)."""
+    me = RING[i]
+    n = RingNode(me, CFG, rng=random.Random(1), msg_id_base=100)
+    n.create(0.0)
+    n.table.set_successors([RING[(i + 1) % 4], RING[(i + 2) % 4]])
+    n.table.set_predecessor(RING[i - 1])
+    n.take_outputs()
+    n.take_events()
+    return n
+
+
+wrap_dests = st.sampled_from([0, 1, M - 1, A.id - 1, A.id, A.id + 1, D.id - 1, D.id, D.id + 1,
+                              B.id + 1, C.id])
+wrap_envelopes = st.builds(
+    Envelope, msg_ids, origins, wrap_dests, st.just(9), st.integers(0, 3),
+    st.sampled_from([0, 0, int(Flags.FINAL)]), st.just(b"<message/>"), st.just(()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([0, 3]), st.lists(st.tuples(senders, st.lists(wrap_envelopes | acks,
+                                                                    max_size=8)), max_size=4))
+def test_spans_that_wrap_past_zero_are_told_alike(i, batches):
+    one, many = _node_at(i), _node_at(i)
+    now = 1.0
+    for sender, msgs in batches:
+        for msg in msgs:
+            one.handle_message(sender, msg, now)
+        many.handle_messages(sender, msgs, now, _read(msgs))
+        out_one, *rest_one = _state(one)
+        out_many, *rest_many = _state(many)
+        assert _encoded(out_many, many.codec) == _encoded(out_one, one.codec)
+        assert rest_many == rest_one
+        now += 0.5
+
+
+def test_the_short_path_across_zero():
+    d, a = _node_at(3), _node_at(0)
+    # D's successor span (D, A] wraps: key 1 goes to A as the final hop, on the short path.
+    env = Envelope(1, C.id, 1, 9, 1, 0, b"x")
+    d.handle_messages(C, [env], 1.0, _read([env]))
+    (to, frames), _ = d.take_outputs()
+    assert to == A and d.codec.decode(frames[0][4:]) == env._replace(ttl=8, hops=2,
+                                                                      flags=int(Flags.FINAL))
+    # A's own span (D, A] wraps too: key M - 1 is delivered there, not forwarded.
+    env = Envelope(2, C.id, M - 1, 9, 1, 0, b"y")
+    a.handle_messages(C, [env], 1.0, _read([env]))
+    assert a.stats.delivered == 1 and a.stats.forwarded == 0
