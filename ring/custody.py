@@ -26,7 +26,9 @@ Key = int  # messages.envelope_key(origin, msg_id)
 @dataclass(slots=True)
 class Held:
     envelope: Envelope  # as this node received (or originated) it, before forwarding
-    upstreams: list[NodeRef]  # who to confirm delivery to; empty when originated here
+    # Who to confirm delivery to; empty when originated here. A tuple, so the envelopes of
+    # one read share one (a duplicate from elsewhere, rare, makes a longer one).
+    upstreams: tuple[NodeRef, ...]
     hop: NodeRef | None = None
     deadline: float = 0.0
     attempts: int = 0

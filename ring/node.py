@@ -71,15 +71,16 @@ from .messages import (
     Pong,
 )
 from .routing import RoutingTable
-from .wire import MalformedMessage, WireCodec, shared_codec
+from .wire import RELAY_HEAD_BODY, MalformedMessage, WireCodec, shared_codec
 
-ACK_BATCH = 4096
+ACK_BATCH = 4096  # ids per Ack message (the codec accepts up to 8192)
 # The stabilize question carries Chord's notify (see GetNeighbours).
 _STABILIZE_QUESTION = partial(GetNeighbours, notify=True)
 FINGER_WALK = 2  # a stale finger is corrected by asking back this far before a lookup
 _ACK_KINDS = tuple(AckKind)  # (iterating the Enum itself runs Python code every time)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__
-_NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)  # ids per Ack message (the codec accepts up to 8192)
+_NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)
+_NO_TAILS = itertools.repeat(None)  # handle_messages without tails: none for any message
 
 
 class NodeState(enum.Enum):
@@ -168,7 +169,7 @@ class RingNode:
         # Outputs, events, pending acks, finished keys and open requests are created on first
         # use and dropped when drained: most nodes of a large simulation are idle most of the
         # time, and an empty container still costs 56-64 bytes.
-        self._out: list[tuple[NodeRef, Message]] | None = None
+        self._out: list[tuple[NodeRef, Message | list[bytes]]] | None = None
         self._events: list[Event] | None = None
         # Acks waiting to be batched: peer id -> (peer, keys per kind RECEIVED, DELIVERED,
         # FAILED). Keyed by id: an int hashes in C, a NodeRef dataclass in Python.
@@ -203,8 +204,10 @@ class RingNode:
 
     # == driver interface ====================================================================
 
-    def take_outputs(self) -> Sequence[tuple[NodeRef, Message]]:
-        """Messages to send, each addressed to a node. Acks are batched per peer."""
+    def take_outputs(self) -> Sequence[tuple[NodeRef, Message | list[bytes]]]:
+        """Messages to send, each addressed to a node. Acks are batched per peer.
+        Envelopes relayed by ``handle_messages`` (given tails) are frames: a list of them
+        (bytes) per run to one hop."""
         out = self._out
         if out is None:
             if not self._acks:
@@ -301,7 +304,8 @@ class RingNode:
             if handler is not None:
                 handler(self, sender, msg, now)
 
-    def handle_messages(self, sender: NodeRef, msgs: Sequence[Message], now: float) -> None:
+    def handle_messages(self, sender: NodeRef, msgs: Sequence[Message], now: float,
+                        tails: Sequence[bytes | None] | None = None) -> None:
         """``handle_message`` for each of ``msgs``, all from ``sender``, in order.
 
         The same outcome, for less: a live link hands over all that one read brought. The
@@ -309,62 +313,103 @@ class RingNode:
         path, with the routing state and the sender's acks looked up once; anything else
         goes the general way, after which the routing state is looked up again (the
         general way changed it).
+
+        ``tails``, one per message (``MessageDecoder.messages``): an envelope that takes the
+        short path and has a tail goes out as its relayed frame (``bytes``, exactly the
+        encoding of the forwarded envelope; see ``WireCodec.relay``) instead of as an
+        Envelope, so the driver sends it as it is; consecutive ones to one hop make one
+        output, a list of frames. Custody holds the Envelope: a retransmission or a
+        re-route is encoded afresh.
         """
         t = self.table
         custody = self._custody
+        add = custody.add
         next_hop = t.next_hop
-        m = self.space.modulus
+        me = self.me.id
         max_custody = self.config.max_custody
         deadline = now + self.config.ack_timeout
         slow = F_TRACE | F_FINAL
+        head, prefix, head_body = self.codec.relay_head, self.codec.relay_prefix, RELAY_HEAD_BODY
+        # The outputs, appended to directly (the general way's _emit appends to the same list)
+        out = self._out
+        if out is None:
+            out = self._out = []
         received: list[Key] | None = None
+        # Relayed frames to one hop, one after the other, go out as one list (one output).
+        run_hop: NodeRef | None = None
+        run_push = None
+        upstreams = (sender,)
+        last_origin, high = None, 0  # the last envelope's origin, and its part of the key
         forwarded = 0
         pred, succs, state = t.predecessor, t.successors, self.state
-        fast, lo, span, done = self._fast_path_state()
-        for msg in msgs:
+        fast, lo, lo_wraps, hi, hi_wraps, final_hop, done = self._fast_path_state()
+        for msg, tail in zip(msgs, _NO_TAILS if tails is None else tails):
             if type(msg) is Envelope and fast:
                 msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
-                key = (origin << 64) | msg_id
-                if (flags & slow or ttl <= 0 or 0 < (dest - lo) % m <= span
+                if origin is not last_origin:  # (a read's envelopes share their origins' ints)
+                    last_origin, high = origin, origin << 64
+                key = high | msg_id
+                # This node is responsible for dest in (pred, me], the successor for dest in
+                # (me, succ] (next_hop's first test, inlined): told by comparing ids, without
+                # distances (big numbers made afresh), the wrap past 0 handled apart.
+                if (flags & slow or ttl <= 0 or hops >= 255
+                        or ((lo < dest or dest <= me) if lo_wraps else (lo < dest <= me))
                         or custody.count >= max_custody or (done is not None and key in done)):
                     route = None
+                elif (me < dest or dest <= hi) if hi_wraps else (me < dest <= hi):
+                    route = final_hop
                 else:
                     route = next_hop(dest)
                 if route is not None:
                     hop, final = route
                     # custody.add refuses a key it holds: a duplicate goes the general way.
-                    if custody.add(key, Held(msg, [sender], hop, deadline)):  # type: ignore[arg-type]
-                        fwd = _new_envelope(Envelope, (msg_id, origin, dest, ttl - 1, hops + 1,
-                                                       flags | F_FINAL if final else flags,
-                                                       payload, trace))
-                        out = self._out
-                        if out is None:
-                            self._out = [(hop, fwd)]
+                    if add(key, Held(msg, upstreams, hop, deadline)):  # type: ignore[arg-type]
+                        if final:
+                            flags |= F_FINAL
+                        if tail is not None:  # WireCodec.relay, inlined
+                            fwd = head(len(tail) + head_body, prefix, msg_id, ttl - 1,
+                                       hops + 1, flags) + tail
+                            if hop is run_hop:
+                                run_push(fwd)
+                            else:
+                                run = [fwd]
+                                out.append((hop, run))
+                                run_hop, run_push = hop, run.append
                         else:
-                            out.append((hop, fwd))
+                            out.append((hop, _new_envelope(Envelope, (
+                                msg_id, origin, dest, ttl - 1, hops + 1, flags, payload, trace))))
+                            run_hop = None
                         if received is None:
                             received = self._ack_list(AckKind.RECEIVED, sender)
                         received.append(key)
                         forwarded += 1
                         continue
             self.handle_message(sender, msg, now)
+            run_hop = None  # (what it sent comes after the run, in order)
             if (t.predecessor is not pred or t.successors is not succs or self.state is not state
                     or self._done is not done):
                 pred, succs, state = t.predecessor, t.successors, self.state
-                fast, lo, span, done = self._fast_path_state()
+                fast, lo, lo_wraps, hi, hi_wraps, final_hop, done = self._fast_path_state()
         if forwarded:
             self.stats.forwarded += forwarded
+        if not out:
+            self._out = None
 
-    def _fast_path_state(self) -> tuple[bool, int, int, dict[Key, float] | None]:
+    def _fast_path_state(self) -> tuple[bool, int, bool, int, bool, tuple[NodeRef, bool] | None,
+                                        dict[Key, float] | None]:
         """Whether envelopes may take handle_messages' short path, and what it needs: the
-        predecessor's id, the width of the span this node is responsible for, and the
-        delivered keys. Only an active node that knows its predecessor and successor."""
+        predecessor's id (keys after it up to this node are ours) and whether that span
+        wraps past 0, the successor's id (keys after this node up to it go there, the final
+        hop) and whether that one wraps, the route to the successor, and the delivered keys.
+        Only an active node that knows its predecessor and successor."""
         t = self.table
         pred = t.predecessor
-        if self.state is not NodeState.ACTIVE or pred is None or not t.successors:
-            return False, 0, 0, self._done
-        span = (self.me.id - pred.id) % self.space.modulus
-        return span != 0, pred.id, span, self._done
+        me = self.me.id
+        if (self.state is not NodeState.ACTIVE or pred is None or not t.successors
+                or pred.id == me):
+            return False, 0, False, 0, False, None, self._done
+        succ = t.successors[0]
+        return (True, pred.id, pred.id > me, succ.id, succ.id < me, (succ, True), self._done)
 
     def peer_unreachable(self, peer: NodeRef, now: float, reason: str = "unreachable") -> None:
         """The driver could not reach ``peer`` (connection refused or reset)."""
@@ -454,7 +499,7 @@ class RingNode:
             else:
                 self.stats.duplicates += 1
             if sender not in held.upstreams:
-                held.upstreams.append(sender)
+                held.upstreams += (sender,)
             self._ack(AckKind.RECEIVED, sender, key)
             return
         if self._done is not None and key in self._done:
@@ -479,7 +524,7 @@ class RingNode:
         """Take an envelope received or originated here; True if it is now in custody
         (forwarded), False if its outcome is already known (delivered here, or failed)."""
         key = (env.origin << 64) | env.msg_id  # envelope_key, inlined
-        held = Held(env, [upstream] if upstream is not None else [])
+        held = Held(env, (upstream,) if upstream is not None else ())
         if self._responsible(env):
             self._deliver(key, held, now)
             return False
@@ -539,8 +584,9 @@ class RingNode:
             return False
         hop, final = route
         flags = (env.flags | F_FINAL) if final else (env.flags & ~F_FINAL)
-        fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, env.hops + 1, flags,
-                       env.payload, env.trace)
+        # (hops saturate at 255, the most a frame can say: counting on would not encode)
+        fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, min(env.hops + 1, 255),
+                       flags, env.payload, env.trace)
         if new:
             self._custody.put_new(key, held, hop, now + self.config.ack_timeout)
         else:
@@ -598,14 +644,20 @@ class RingNode:
         # DELIVERED or FAILED: the outcome is known, pass it on upstream (_finish, inlined).
         delivered = kind is AckKind.DELIVERED
         me = self.me.id
-        last = -1
+        last: tuple[NodeRef, ...] | None = None
         keys: list[Key] = []
         for key, held in custody.pop_all_done(ack.ids, sender.id):
-            for u in held.upstreams:
-                if u.id != last:
-                    keys = self._ack_list(kind, u)
-                    last = u.id
+            ups = held.upstreams
+            if ups is last:  # the envelopes of one read share one tuple of upstreams
                 keys.append(key)
+            elif len(ups) == 1:
+                keys = self._ack_list(kind, ups[0])
+                keys.append(key)
+                last = ups
+            else:
+                for u in ups:
+                    self._ack_list(kind, u).append(key)
+                last = None
             env = held.envelope
             if delivered and env.origin == me and not env.flags & (F_ERROR | F_PROBE):
                 self._event(Confirmed(env.msg_id, env.dest))

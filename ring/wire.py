@@ -12,6 +12,8 @@ The two messages every stanza pays for at every hop carry their fixed fields pac
   exactly that form with one struct unpack and no msgpack call; any other form of the same
   array (a traced envelope, a longer length code) goes through msgpack and the same checks.
   Decoding and encoding an envelope cost about a third of what they cost through msgpack.
+  A node forwarding an envelope it read in that form does not encode it at all: the frame's
+  tail (ids, payload, nil) goes out again behind a new head (``WireCodec.relay``).
 - Ack ``[1, 2, kind, runs]``; ``runs`` is a sequence of (key, count u16) records: ``count``
   envelope keys (``messages.envelope_key``: origin id and msg_id u64, big-endian) starting
   at ``key``. A node numbers its envelopes in order, so a batch of acks is usually one or a
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import operator
 import struct
 from typing import Any
 
@@ -74,6 +77,10 @@ _NIL = b"\xc0"
 _NO_ERRORS: list = []  # what MessageDecoder.messages returns when a read was clean (never changed)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__ (80 ns less)
 _ACK_KINDS = frozenset(int(k) for k in AckKind)
+# An envelope frame's head: length, then (in the body) prefix (5 bytes), msg_id, ttl, hops,
+# flags (11); its tail, from the origin id on, is what a relay copies (WireCodec.relay).
+RELAY_HEAD_BODY = 5 + 11
+RELAY_TAIL_AT = HEADER + RELAY_HEAD_BODY
 
 
 class WireError(Exception):
@@ -142,6 +149,11 @@ class WireCodec:
         self._env_start = struct.Struct(">I5sQBBB")  # frame length, prefix, fixed fields
         self._env_fixed = struct.Struct(f">QBBB{idb}s{idb}s")
         self._env_tag = 5 + 11 + 2 * idb  # where the payload's bin tag sits in the body
+        # Relaying (see ``relay``): a forwarded envelope's frame is a new head (length,
+        # prefix, msg_id, ttl, hops, flags: ``relay_head(len(tail) + RELAY_HEAD_BODY,
+        # relay_prefix, msg_id, ttl, hops, flags)``) before the received frame's tail.
+        self.relay_head = self._env_start.pack
+        self.relay_prefix = self._env_prefix
         # MessageDecoder.messages reads a frame's length, the envelope prefix, the fixed
         # fields, both ids and the payload's tag with this one unpack.
         self._env_frame_head = struct.Struct(f">I5sQBBB{idb}s{idb}sB")
@@ -185,6 +197,19 @@ class WireCodec:
                                  msg_id, ttl, hops, flags),
             origin.to_bytes(idb, "big"), dest.to_bytes(idb, "big"), tag, payload, tail))
 
+    def relay(self, tail: bytes, msg_id: int, ttl: int, hops: int, flags: int) -> bytes:
+        """The frame of a forwarded envelope, made from the tail of the frame it arrived in.
+
+        ``tail`` is what ``MessageDecoder.messages(tails)`` hands out for an envelope read
+        in the encoder's form without a trace: the frame from the origin id on (both ids,
+        the payload's tag, the payload, nil), which no hop changes. The result is exactly
+        ``encode_frame`` of the envelope with these header fields, for about half of what
+        encoding it afresh costs (ids and payload are not laid out again). The node core
+        inlines this (see ``RingNode.handle_messages``).
+        """
+        return self._env_start.pack(len(tail) + RELAY_HEAD_BODY, self._env_prefix, msg_id,
+                                    ttl, hops, flags) + tail
+
     def _to_list(self, msg: Message) -> list[Any]:
         v = WIRE_VERSION
         i = self._id
@@ -219,6 +244,15 @@ class WireCodec:
     def _ack_runs(self, keys: tuple[int, ...]) -> bytes:
         """Envelope keys as (first key, count) records; a run never crosses into another
         origin's keys and counts at most 65535."""
+        n = len(keys)
+        if n > 1:
+            # The usual batch, one run (a node numbers its envelopes in order), is told in
+            # C: n strictly increasing keys from first to first + n - 1 are exactly that
+            # run. About a quarter of the cost of the loop below, which finds runs key by key.
+            first = keys[0]
+            if (keys[-1] - first == n - 1 and n <= 0xFFFF and (first & _M64) + n <= _U64
+                    and all(map(operator.lt, keys, keys[1:]))):
+                return first.to_bytes(self._idb + 8, "big") + n.to_bytes(2, "big")
         it = iter(keys)
         for start in it:
             break
@@ -602,10 +636,16 @@ class MessageDecoder:
             return None
         return self.codec.decode(body)
 
-    def messages(self) -> tuple[list[Message], list[MalformedMessage]]:
+    def messages(self, tails: list[bytes | None] | None = None
+                 ) -> tuple[list[Message], list[MalformedMessage]]:
         """Every message the buffered bytes complete, in order, and the errors of the
         malformed frames among them (consumed; the caller decides what they cost the peer):
         the fast way to read.
+
+        ``tails``, if given, gets one item per message returned: for an envelope read in
+        the encoder's form without a trace, the tail of its frame (see ``WireCodec.relay``),
+        so that a node forwarding it sends those bytes on instead of encoding them again;
+        None for anything else.
 
         An oversized length prefix ends the list; the call that meets it first raises
         ``FrameTooLarge`` (and the decoder is closed), so the messages before it are never
@@ -617,28 +657,40 @@ class MessageDecoder:
             return [], _NO_ERRORS
         codec = self.codec
         decode = codec.decode
-        prefix = codec._env_prefix
+        # Narrow key spaces, whose ids need a range check, never match: always through decode.
+        # (An impossible flag mask did that only for envelopes with some flag set, so an
+        # id beyond such a space came through when the flags were 0.)
+        prefix = codec._env_prefix if not codec._ids_can_overflow else None
         head = codec._env_frame_head
         unpack_head = head.unpack_from
         head_size = head.size
         unpack_len = _LEN.unpack_from
-        # Payload offsets in the frame after a bin8 or bin16 tag; narrow key spaces, whose
-        # ids need a range check, always go through decode.
+        # Payload offsets in the frame after a bin8 or bin16 tag.
         end8 = HEADER + codec._env_tag + 2
-        end16 = end8 + 1
-        unknown = ~F_KNOWN if not codec._ids_can_overflow else -1
+        body8 = end8 - HEADER  # body bytes before a bin8 payload
+        # A frame of the encoder's form is that many bytes longer than its payload (the nil
+        # after it included): tested on the small difference, no big offsets computed.
+        over8, over16 = body8 + 1, body8 + 2
+        unknown = ~F_KNOWN
         max_payload = codec.max_payload
         max_frame = frames.max_frame
         new, fb = _new_envelope, int.from_bytes
         out: list[Message] = []
+        push = out.append
+        keep = tails.append if tails is not None else None
+        tail_at = RELAY_TAIL_AT
         errors: list[MalformedMessage] = _NO_ERRORS
         size = len(data)
+        last_head = size - head_size  # the last offset a whole envelope head fits at
+        # The origin of the envelope read last, as read and as a number: consecutive
+        # envelopes from one origin share one int (less to make, and to keep in custody).
+        last_ob, origin = None, 0
         i = 0
         while True:
             # An envelope in the encoder's form with a payload under 64 KiB and no trace is
             # read right here (as WireCodec._envelope_at would read it); anything else,
             # including every error, goes through decode.
-            if size - i >= head_size:
+            if i <= last_head:
                 n, pre, msg_id, ttl, hops, flags, ob, db, tag = unpack_head(data, i)
             elif size - i >= HEADER:
                 n = unpack_len(data, i)[0]
@@ -648,24 +700,36 @@ class MessageDecoder:
             e = i + HEADER + n
             if e > size or n > max_frame:
                 break  # incomplete, or too large: raised by the next call, which starts there
-            if pre == prefix and e > i + end8 and not flags & unknown:
+            if pre == prefix and n > body8 and not flags & unknown:
+                q = i + end8
                 if tag == 0xC4:
-                    q = i + end8
-                    t = q + data[q - 1]
+                    p = data[q - 1]
+                    ok = n - p == over8 and p <= max_payload
+                    whole = True  # (bin8 is the encoder's form for any payload it can hold)
                 elif tag == 0xC5:
-                    q = i + end16
-                    t = q + ((data[q - 2] << 8) | data[q - 1])
+                    q += 1
+                    p = (data[q - 2] << 8) | data[q - 1]
+                    ok = n - p == over16 and p <= max_payload
+                    # (a bin16 tag on a payload under 256 bytes is valid, but not the
+                    # encoder's form: such an envelope is encoded afresh when forwarded)
+                    whole = p > 255
                 else:
-                    t = 0
-                if t + 1 == e and data[t] == 0xC0 and t - q <= max_payload:
-                    out.append(new(Envelope, (msg_id, fb(ob, "big"), fb(db, "big"), ttl, hops,
-                                              flags, data[q:t], ())))
+                    ok = False
+                if ok and data[e - 1] == 0xC0:
+                    if ob != last_ob:  # (a read's envelopes mostly share a few origins)
+                        last_ob, origin = ob, fb(ob, "big")
+                    push(new(Envelope, (msg_id, origin, fb(db, "big"), ttl, hops, flags,
+                                        data[q : e - 1], ())))
+                    if keep is not None:
+                        keep(data[i + tail_at : e] if whole else None)
                     i = e
                     continue
             s = i + HEADER
             i = e
             try:
-                out.append(decode(data[s:e]))
+                push(decode(data[s:e]))
+                if keep is not None:
+                    keep(None)
             except MalformedMessage as exc:
                 if errors is _NO_ERRORS:
                     errors = []

@@ -1,8 +1,9 @@
 """A live ring node: the sans-IO ``RingNode`` driven by trio over (mutual TLS) TCP links.
 
 The shell only moves bytes and time. Per link, one task reads bytes into a MessageDecoder and
-feeds all that a read completed to ``core.handle_messages(peer, msgs, now)``; after each read the
-core's outputs are encoded into per-peer send buffers, each drained by the link's single
+feeds all that a read completed to ``core.handle_messages(peer, msgs, now, tails)``; after each
+read the core's outputs are encoded into per-peer send buffers (the envelopes it forwards come
+out as frames already, relayed from the ones read), each drained by the link's single
 writer (``PeerLink.write_loop``), which coalesces whatever accumulated into one send. One
 timer task sleeps until ``core.get_timer()`` and calls ``handle_timer``.
 
@@ -56,7 +57,7 @@ from ..events import (
 from ..identity import NodeIdentity
 from ..messages import Envelope, Hello, Message, NodeRef
 from ..node import NodeState, RingNode
-from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
+from ..wire import HEADER, FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
 from .addr import format_hostport, is_wildcard, parse_hostport
 from .limits import LiveLimits
 from .link import LinkState, PeerLink
@@ -328,38 +329,53 @@ class LiveNode:
                 core.custody_count < self.limits.origin_custody:
             self._capacity.set()
 
-    def _route_outputs(self, outs: list[tuple[NodeRef, Message]]) -> list[Message] | None:
+    def _route_outputs(self, outs: list[tuple[NodeRef, Message | list[bytes]]]
+                       ) -> list[Message] | None:
         """Encode each output onto its peer's link (dialing on demand); returns the messages
-        addressed to this node itself, if any."""
+        addressed to this node itself, if any. An output that is a list holds relayed
+        envelope frames (see ``RingNode.handle_messages``), queued as they are."""
         if not outs:
             return None
         enc = self.codec.encode_frame
         links = self._links
         me = self.node_id
-        last: PeerLink | None = None
-        last_id = -1
+        last_ref: NodeRef | None = None
+        link: PeerLink | None = None
+        push = extend = None
+        size = 0  # bytes appended to link since it was looked up (added to its queue at once)
         touched: list[PeerLink] = []
         local: list[Message] | None = None
         for ref, msg in outs:
-            rid = ref.id
-            if rid == last_id:
-                link = last
-            else:
+            if ref is not last_ref:  # the core addresses a run of outputs with one NodeRef
+                if link is not None:
+                    link.queued += size
+                    size = 0
+                rid = ref.id
                 link = links.get(rid)
                 if link is None:
                     if rid == me:
                         if local is None:
                             local = []
-                        local.append(msg)
+                        if type(msg) is list:
+                            local.extend(self.codec.decode(f[HEADER:]) for f in msg)
+                        else:
+                            local.append(msg)
+                        last_ref = None
                         continue
                     link = self._new_dial(ref)
-                if link is not last:
+                if link not in touched:
                     touched.append(link)
-                    last = link
-                    last_id = rid
-            frame = enc(msg)
-            link.buf.append(frame)
-            link.queued += len(frame)
+                push, extend = link.buf.append, link.buf.extend
+                last_ref = ref
+            if type(msg) is list:
+                extend(msg)
+                size += sum(map(len, msg))
+            else:
+                frame = enc(msg)
+                push(frame)
+                size += len(frame)
+        if link is not None:
+            link.queued += size
         lim = self.limits
         for link in touched:
             link.wake.set()
@@ -813,8 +829,9 @@ class LiveNode:
         now = trio.current_time()
         reason = ""
         for _ in range(2):  # a second round only meets an oversized frame, if one follows
+            tails: list[bytes | None] = []  # forwarded envelopes are relayed, not re-encoded
             try:
-                msgs, errors = dec.messages()
+                msgs, errors = dec.messages(tails)
             except FrameTooLarge as exc:
                 log_event(log, WARNING, "peer_dropped", node=self._short(),
                           peer=self._ref_str(peer), reason="frame too large", detail=str(exc))
@@ -827,7 +844,7 @@ class LiveNode:
                     break
             if not msgs:
                 break
-            core.handle_messages(peer, msgs, now)
+            core.handle_messages(peer, msgs, now, tails)
             if not dec.frames.buffered:
                 break
         self._after(now)

@@ -10,6 +10,7 @@ from ring.config import RingConfig
 from ring.messages import (Ack, AckKind, Envelope, Flags, Leave, Neighbours, NodeRef, Notify,
                            Ping, envelope_key)
 from ring.node import RingNode
+from ring.wire import MessageDecoder, shared_codec
 
 CFG = RingConfig(expected_nodes=8, max_custody=6)
 M = CFG.space.modulus
@@ -34,7 +35,7 @@ dests = st.sampled_from([A.id + 5, B.id - 1, B.id, B.id + 1, C.id + 7, D.id - 3,
 origins = st.sampled_from([A.id, C.id, D.id, B.id])
 msg_ids = st.integers(0, 7) | st.just((1 << 64) - 1)
 envelopes = st.builds(
-    Envelope, msg_ids, origins, dests, st.sampled_from([0, 1, 9]), st.integers(0, 3),
+    Envelope, msg_ids, origins, dests, st.sampled_from([0, 1, 9]), st.integers(0, 3) | st.just(255),
     st.sampled_from([0, 0, 0, int(Flags.FINAL), int(Flags.TRACE), int(Flags.PROBE)]),
     st.just(b"<message/>"), st.just(()))
 acks = st.builds(Ack, st.sampled_from(AckKind),
@@ -74,6 +75,37 @@ def test_a_batch_has_the_effect_of_its_messages_one_by_one(batches):
         now += 0.5
 
 
+def _read(msgs):
+    """``msgs`` as a live link reads them: encoded, then decoded with their tails."""
+    dec = MessageDecoder(shared_codec(CFG.space))
+    dec.feed(b"".join(dec.codec.encode_frame(m) for m in msgs))
+    tails: list = []
+    got, errors = dec.messages(tails)
+    assert got == msgs and not errors
+    return tails
+
+
+def _encoded(outs, codec):
+    """Outputs as frames, one per message (a run of relayed frames is a list of them)."""
+    return [(dest, f) for dest, m in outs
+            for f in (m if type(m) is list else [codec.encode_frame(m)])]
+
+
+@settings(max_examples=300, deadline=None)
+@given(batches)
+def test_relayed_frames_are_the_encoded_forwarded_envelopes(batches):
+    plain, relay = _node(), _node()
+    now = 1.0
+    for sender, msgs in batches:
+        plain.handle_messages(sender, msgs, now)
+        relay.handle_messages(sender, msgs, now, _read(msgs))
+        out_p, *rest_p = _state(plain)
+        out_r, *rest_r = _state(relay)
+        assert _encoded(out_r, relay.codec) == _encoded(out_p, plain.codec)
+        assert rest_r == rest_p
+        now += 0.5
+
+
 def test_the_short_path_forwards_and_acks_like_the_long_one():
     cfg = RingConfig(expected_nodes=8)
     one, many = _node(cfg), _node(cfg)
@@ -103,3 +135,87 @@ def test_a_span_widened_in_the_middle_of_a_batch_is_seen_by_the_envelopes_after_
     many.handle_messages(NEW, batch, 1.0)
     assert _state(many) == _state(one)
     assert many.stats.delivered == 1 and many.stats.forwarded == 0
+
+
+def test_the_short_path_relays_frames_and_custody_keeps_the_envelopes():
+    cfg = RingConfig(expected_nodes=8)
+    plain, relay = _node(cfg), _node(cfg)
+    envs = [Envelope(i, A.id, C.id + 7, 9, 1, 0, b"x" * i) for i in range(300)]
+    plain.handle_messages(A, envs, 1.0)
+    relay.handle_messages(A, envs, 1.0, _read(envs))
+    out = list(relay.take_outputs())
+    assert out[0][0] == C and len(out[0][1]) == 300  # one run of relayed frames to C
+    assert _encoded(out, relay.codec) == _encoded(plain.take_outputs(), plain.codec)
+    assert relay.codec.decode(out[0][1][299][4:]) == envs[299]._replace(ttl=8, hops=2)
+    assert relay._custody.get(envelope_key(A.id, 5)).envelope is envs[5]
+    # No receipt from C: the envelopes are re-routed (to D), encoded afresh from custody.
+    relay.handle_timer(1.0 + cfg.ack_timeout)
+    again = {m.msg_id: (dest, m) for dest, m in relay.take_outputs() if type(m) is Envelope}
+    assert len(again) == 300
+    assert again[5] == (D, envs[5]._replace(ttl=8, hops=2, flags=int(Flags.FINAL)))
+
+
+def test_a_hop_count_at_its_limit_stays_there():
+    # 255 is the most a frame can say: forwarding must not make an unencodable 256.
+    one, many = _node(), _node()
+    env = Envelope(1, A.id, C.id + 7, 9, 255, 0, b"x")
+    one.handle_message(A, env, 1.0)
+    many.handle_messages(A, [env], 1.0, _read([env]))
+    outs = list(many.take_outputs())
+    assert outs == list(one.take_outputs())
+    fwd = outs[0][1]
+    assert fwd.hops == 255 and many.codec.decode(many.codec.encode(fwd)) == fwd
+
+
+RING = (A, B, C, D)
+
+
+def _node_at(i: int) -> RingNode:
+    """The node at RING[i], its neighbours the next two and the one before (for A and D the
+    spans they are responsible for or route to at once wrap past 0)."""
+    me = RING[i]
+    n = RingNode(me, CFG, rng=random.Random(1), msg_id_base=100)
+    n.create(0.0)
+    n.table.set_successors([RING[(i + 1) % 4], RING[(i + 2) % 4]])
+    n.table.set_predecessor(RING[i - 1])
+    n.take_outputs()
+    n.take_events()
+    return n
+
+
+wrap_dests = st.sampled_from([0, 1, M - 1, A.id - 1, A.id, A.id + 1, D.id - 1, D.id, D.id + 1,
+                              B.id + 1, C.id])
+wrap_envelopes = st.builds(
+    Envelope, msg_ids, origins, wrap_dests, st.just(9), st.integers(0, 3),
+    st.sampled_from([0, 0, int(Flags.FINAL)]), st.just(b"<message/>"), st.just(()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([0, 3]), st.lists(st.tuples(senders, st.lists(wrap_envelopes | acks,
+                                                                    max_size=8)), max_size=4))
+def test_spans_that_wrap_past_zero_are_told_alike(i, batches):
+    one, many = _node_at(i), _node_at(i)
+    now = 1.0
+    for sender, msgs in batches:
+        for msg in msgs:
+            one.handle_message(sender, msg, now)
+        many.handle_messages(sender, msgs, now, _read(msgs))
+        out_one, *rest_one = _state(one)
+        out_many, *rest_many = _state(many)
+        assert _encoded(out_many, many.codec) == _encoded(out_one, one.codec)
+        assert rest_many == rest_one
+        now += 0.5
+
+
+def test_the_short_path_across_zero():
+    d, a = _node_at(3), _node_at(0)
+    # D's successor span (D, A] wraps: key 1 goes to A as the final hop, on the short path.
+    env = Envelope(1, C.id, 1, 9, 1, 0, b"x")
+    d.handle_messages(C, [env], 1.0, _read([env]))
+    (to, frames), _ = d.take_outputs()
+    assert to == A and d.codec.decode(frames[0][4:]) == env._replace(ttl=8, hops=2,
+                                                                      flags=int(Flags.FINAL))
+    # A's own span (D, A] wraps too: key M - 1 is delivered there, not forwarded.
+    env = Envelope(2, C.id, M - 1, 9, 1, 0, b"y")
+    a.handle_messages(C, [env], 1.0, _read([env]))
+    assert a.stats.delivered == 1 and a.stats.forwarded == 0

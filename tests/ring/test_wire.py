@@ -188,6 +188,12 @@ def test_ids_beyond_a_narrow_key_space_are_rejected():
         narrow.decode(_body([V, 1, bad, b"", None]))
     with pytest.raises(MalformedMessage, match="outside the key space"):
         narrow.decode(_body([V, 2, 1, b"\xff\xff" + b"\0" * 8 + b"\0\1"]))
+    # The batched reader checks them as well, whatever the flags
+    beyond = WireCodec(KeySpace(16)).encode_frame(Envelope(1, 5, 5000, 9, 0, 0, b"x"))
+    dec = MessageDecoder(narrow)
+    dec.feed(beyond + narrow.encode_frame(env))
+    msgs, errors = dec.messages()
+    assert msgs == [env] and len(errors) == 1 and "outside the key space" in str(errors[0])
 
 
 def _slow_envelope_body(env):
@@ -342,3 +348,51 @@ def test_a_short_frame_that_starts_like_an_envelope_is_read_safely():
     msgs, errors = dec.messages()
     assert msgs == [] and len(errors) == 2
     assert dec.frames.buffered == 0
+
+
+@given(st.lists(messages, max_size=8), st.data())
+def test_a_relayed_frame_is_the_encoding_of_the_forwarded_envelope(parts, data):
+    dec = MessageDecoder(CODEC)
+    dec.feed(b"".join(CODEC.encode_frame(m) for m in parts))
+    tails: list = []
+    msgs, errors = dec.messages(tails)
+    assert msgs == parts and errors == [] and len(tails) == len(msgs)
+    for msg, tail in zip(msgs, tails):
+        if type(msg) is not Envelope or msg.trace:
+            assert tail is None
+            continue
+        assert tail is not None
+        ttl, hops, fl = data.draw(u8), data.draw(u8), data.draw(flags)
+        fwd = msg._replace(ttl=ttl, hops=hops, flags=int(fl))
+        assert CODEC.relay(tail, msg.msg_id, ttl, hops, int(fl)) == CODEC.encode_frame(fwd)
+
+
+def test_an_envelope_in_another_form_has_no_tail_and_is_encoded_afresh():
+    # A valid bin16 length code on a short payload is not the encoder's form: relaying its
+    # tail would forward that form, so the decoder gives none.
+    env = Envelope(7, 1, 2, 9, 0, 0, b"<message/>")
+    body = CODEC.encode(env)
+    tag_at = len(body) - len(env.payload) - 3
+    assert body[tag_at] == 0xC4
+    other = body[:tag_at] + b"\xc5\x00" + body[tag_at + 1 :]
+    dec = MessageDecoder(CODEC)
+    dec.feed(frame(other) + CODEC.encode_frame(env) + CODEC.encode_frame(Ping(3)))
+    tails: list = []
+    msgs, errors = dec.messages(tails)
+    assert msgs == [env, env, Ping(3)] and errors == []
+    assert tails[0] is None and tails[2] is None
+    assert CODEC.relay(tails[1], 7, 9, 0, 0) == CODEC.encode_frame(env)
+
+
+@pytest.mark.parametrize("msg_ids, records", [
+    ((1, 2, 3, 4), 1),  # one run
+    ((1, 3, 2, 4), 4),  # the same keys out of order: as they are
+    ((1, 2, 2, 4), 3),  # first to last spans n keys, but one repeats
+    ((4, 3, 2, 1), 4),
+    (((1 << 64) - 2, (1 << 64) - 1), 1),
+])
+def test_an_ack_is_one_run_only_when_its_keys_are_one(msg_ids, records):
+    ack = Ack(AckKind.DELIVERED, tuple(envelope_key(9, i) for i in msg_ids))
+    body = CODEC.encode(ack)
+    assert len(msgpack.unpackb(body)[3]) == records * 30
+    assert CODEC.decode(body) == ack

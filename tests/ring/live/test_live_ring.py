@@ -41,6 +41,24 @@ async def test_sixteen_nodes_converge_and_route_every_key(tmp_path):
                 for node in cluster.nodes:
                     probes.start_soon(probe_all, node)
 
+            # Stanzas cross the ring relayed (a hop sends on the frame it read behind a new
+            # header; a payload over 64 KiB is encoded afresh): whole, in as many hops.
+            got: dict = {}
+            for node in cluster.nodes:
+                node.on_deliver = lambda env, node=node: got.__setitem__(
+                    env.payload, (node.node_id, env.hops))
+            sender, want_at = cluster.nodes[2], {}
+            for i, size in enumerate([0, 1, 255, 256, 70_000]):
+                payload = b"%d:" % i + b"x" * size
+                await sender.send(keys[i], payload)
+                path = expected_path(cores, sender.core, keys[i])
+                want_at[payload] = (path[-1], len(path) - 1)
+            assert max(hops for _, hops in want_at.values()) >= 2
+            with trio.fail_after(10):
+                while len(got) < len(want_at):
+                    await trio.sleep(0.02)
+            assert got == want_at
+
             # The operator's view: `ringmesh route` over the admin channel prints the same
             # hop count as the core's tables give, and `status` names the right successor.
             for node, jid in ((cluster.nodes[3], "juliet@ring.example"),
