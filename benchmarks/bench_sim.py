@@ -221,6 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         million_child(*args.child)
         return 0
 
+    from ring.compiled import describe
+
+    print(describe(), "(./dev build-fast compiles it; python -m ring.compiled status)",
+          flush=True)
     anchor = bare_heap()
     print(f"bare heap: raw heapq {anchor['raw_heapq_events_per_s']:,.0f} trivial events/s; "
           f"Kernel {anchor['kernel_events_per_s']:,.0f} events/s", flush=True)
