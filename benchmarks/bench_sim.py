@@ -5,7 +5,9 @@ churn hour and the static 10^6-node ring.
                                              [--churn-nodes N] [--million-nodes N]
                                              [--skip-million]
 
-Figures printed (all measured in this run, side by side):
+It first prints which build of the hot modules runs (``core: interpreted`` or ``compiled``:
+see ring.compiled and bench_compiled). Figures printed (all measured in this run, side by
+side):
 
 1. bare heap: trivial events/s of a raw ``heapq`` loop and of the simulator's ``Kernel`` --
    the anchor every other rate is divided by;
