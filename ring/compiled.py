@@ -117,6 +117,10 @@ def build(root: Path = ROOT, modules: tuple[str, ...] = MODULES, *, quiet: bool 
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-3000:] if quiet else ""
         raise SystemExit(f"mypyc failed ({proc.returncode}):\n{tail}")
+    # An unchanged module's extension is copied from mypyc's cache with its old time, which
+    # would look stale beside a source merely touched since: this build is of these sources.
+    for ext in built(root).values():
+        os.utime(ext)
 
 
 def main(argv: list[str] | None = None) -> int:
