@@ -5,7 +5,9 @@ churn hour and the static 10^6-node ring.
                                              [--churn-nodes N] [--million-nodes N]
                                              [--skip-million]
 
-Figures printed (all measured in this run, side by side):
+It first prints which build of the hot modules runs (``core: interpreted`` or ``compiled``:
+see ring.compiled and bench_compiled). Figures printed (all measured in this run, side by
+side):
 
 1. bare heap: trivial events/s of a raw ``heapq`` loop and of the simulator's ``Kernel`` --
    the anchor every other rate is divided by;
@@ -221,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         million_child(*args.child)
         return 0
 
+    from ring.compiled import describe
+
+    print(describe(), "(./dev build-fast compiles it; python -m ring.compiled status)",
+          flush=True)
     anchor = bare_heap()
     print(f"bare heap: raw heapq {anchor['raw_heapq_events_per_s']:,.0f} trivial events/s; "
           f"Kernel {anchor['kernel_events_per_s']:,.0f} events/s", flush=True)

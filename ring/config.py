@@ -65,8 +65,11 @@ class RingConfig:
         share their wake-ups, and one wake-up serves all their requests' time limits."""
         tick = min(self.stabilize_interval, self.fix_fingers_interval,
                    self.check_predecessor_interval)
-        return (tick, *(max(1, round(x / tick)) for x in (
-            self.stabilize_interval, self.fix_fingers_interval, self.check_predecessor_interval)))
+        def every(x: float) -> int:
+            return max(1, round(x / tick))
+
+        return (tick, every(self.stabilize_interval), every(self.fix_fingers_interval),
+                every(self.check_predecessor_interval))
 
     @property
     def r(self) -> int:

@@ -237,11 +237,12 @@ class RoutingTable:
         if self.predecessor is not None and self.predecessor.id == node_id:
             self.predecessor = None
         if any(f.id == node_id for f in self._fr):
-            keep_f = [(i, f, h) for i, f, h in zip(self._fi, self._fr, self._f_hi)
-                      if f.id != node_id]
-            self._fi = bytearray(i for i, _, _ in keep_f)
-            self._fr = [f for _, f, _ in keep_f]
-            self._f_hi = array("Q", [h for _, _, h in keep_f])
+            # (by position: mypyc cannot zip a bytearray, see ring.compiled)
+            fi, fr, hi = self._fi, self._fr, self._f_hi
+            keep = [k for k in range(len(fr)) if fr[k].id != node_id]
+            self._fi = bytearray([fi[k] for k in keep])
+            self._fr = [fr[k] for k in keep]
+            self._f_hi = array("Q", [hi[k] for k in keep])
         return self.successor != old
 
 

@@ -21,7 +21,7 @@ import gc
 import hashlib
 import random
 from bisect import bisect_left, insort
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -237,7 +237,7 @@ class Simulation:
             self.armed[i] = t
             self.kernel.at(t, self._fire, i, t)
 
-    def _dispatch(self, i: int, node: RingNode, events: list[Any]) -> None:
+    def _dispatch(self, i: int, node: RingNode, events: Sequence[Any]) -> None:
         counts = self.event_counts
         listeners = self.listeners
         for e in events:

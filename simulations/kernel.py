@@ -25,11 +25,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .errors import EventLimitExceeded as EventLimitExceeded
+
 Handler = Callable[[Any, Any, Any], None]
-
-
-class EventLimitExceeded(RuntimeError):
-    """A run processed more events than its limit: a runaway scenario, stopped on purpose."""
 
 
 class Kernel:

@@ -30,8 +30,8 @@ class SimNetwork:
                  "lost_partition", "lost_random", "on_dead_letter", "_deliver", "_by_type",
                  "_latency")
 
-    def __init__(self, kernel: Kernel, model: LatencyModel, *, loss: float = 0.0,
-                 rng: random.Random, deliver: Callable[[int, Any, Any], None]) -> None:
+    def __init__(self, kernel: Kernel, model: LatencyModel, *, rng: random.Random,
+                 deliver: Callable[[int, Any, Any], None], loss: float = 0.0) -> None:
         if not 0 <= loss < 1:
             raise ValueError("loss must be in [0, 1)")
         self.kernel = kernel

@@ -7,7 +7,8 @@ Outputs in the run directory:
   time, so the same seed yields the same file byte for byte.
 - ``summary.json``: aggregates per request kind (outcome counts, failure rate, hop and
   latency percentiles, timeouts, stretch, latency per hop count) and run totals.
-- ``manifest.json``: seed, the resolved scenario, versions, wall time, events run.
+- ``manifest.json``: seed, the resolved scenario, versions (and whether the core ran
+  compiled), wall time, events run.
 - PNG plots (``plots.py``).
 """
 
@@ -25,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ring import compiled
 from topology.generators import generate
 from topology.latency import (
     ConstantLatency,
@@ -135,6 +137,7 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             vs[pkg] = "not installed"
     vs["git_commit"] = _git_commit()
+    vs["core"] = compiled.describe()  # interpreted or compiled: the same results, not speed
     return vs
 
 

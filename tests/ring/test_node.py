@@ -251,18 +251,21 @@ def test_lookups_are_rerouted_around_nodes_that_died_on_their_path(seed):
 
 def test_custody_counts_what_it_holds_through_resends_and_outcomes():
     from ring.custody import CustodyStore, Held
+    from ring.messages import envelope_key
+
+    k1, k2 = envelope_key(9, 1), envelope_key(9, 2)
 
     store, a, b = CustodyStore(), NodeRef(1, "a"), NodeRef(2, "b")
     h1 = Held(Envelope(1, 9, 5, 9, 0, 0, b""), [])
     h2 = Held(Envelope(2, 9, 5, 9, 0, 0, b""), [])
-    store.put_sent((9, 1), h1, a, 1.0)
-    store.put_sent((9, 2), h2, a, 1.0)
-    store.mark_received((9, 1), a.id, 5.0)
-    store.put_sent((9, 1), h1, b, 2.0)  # re-routed: still one envelope
+    store.put_sent(k1, h1, a, 1.0)
+    store.put_sent(k2, h2, a, 1.0)
+    store.mark_received(k1, a.id, 5.0)
+    store.put_sent(k1, h1, b, 2.0)  # re-routed: still one envelope
     assert len(store) == 2
-    assert store.pop_done((9, 1), a.id) is None  # a no longer holds it
-    assert store.pop_done((9, 1), b.id) is h1
-    assert store.remove((9, 2)) is h2 and store.remove((9, 2)) is None
+    assert store.pop_done(k1, a.id) is None  # a no longer holds it
+    assert store.pop_done(k1, b.id) is h1
+    assert store.remove(k2) is h2 and store.remove(k2) is None
     assert len(store) == 0 and store.next_deadline() is None
 
 
