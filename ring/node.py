@@ -357,7 +357,7 @@ class RingNode:
         received: list[Key] | None = None
         # Relayed frames to one hop, one after the other, go out as one list (one output).
         run_hop: NodeRef | None = None
-        run_push = None
+        run: list[bytes] = []  # the frames of the current run (to run_hop)
         upstreams = (sender,)
         last_origin, high = None, 0  # the last envelope's origin, and its part of the key
         forwarded = 0
@@ -390,11 +390,11 @@ class RingNode:
                             fwd = head(len(tail) + head_body, prefix, msg_id, ttl - 1,
                                        hops + 1, flags) + tail
                             if hop is run_hop:
-                                run_push(fwd)
+                                run.append(fwd)
                             else:
                                 run = [fwd]
                                 out.append((hop, run))
-                                run_hop, run_push = hop, run.append
+                                run_hop = hop
                         else:
                             out.append((hop, _new_envelope(Envelope, (
                                 msg_id, origin, dest, ttl - 1, hops + 1, flags, payload, trace))))
