@@ -3,7 +3,8 @@
 The same source runs interpreted (the default install) or compiled to C extension modules
 by mypyc (``./dev build-fast``): the routing core, the simulator's kernel, driver and network
 and the latency models, which between them run every event of a simulation. Compiled, a
-simulation of 10^5 nodes takes about half the CPU; its results are the same, byte for byte
+simulation of 10^5 nodes takes about a quarter less CPU (1.3-1.5x fewer us per event); its
+results are the same, byte for byte
 (``python -m benchmarks.bench_compiled`` checks that and measures both).
 
 The extension modules are built in place, beside their sources, where Python finds them
