@@ -94,15 +94,25 @@ def _encoded(outs, codec):
 @settings(max_examples=300, deadline=None)
 @given(batches)
 def test_relayed_frames_are_the_encoded_forwarded_envelopes(batches):
-    plain, relay = _node(), _node()
+    def plain(n, sender, msgs, now):
+        n.handle_messages(sender, msgs, now)
+
+    def relay(n, sender, msgs, now):
+        n.handle_messages(sender, msgs, now, _read(msgs))
+
+    _assert_alike(_node(), plain, _node(), relay, batches)
+
+
+def _assert_alike(a, feed_a, b, feed_b, batches):
+    """Nodes a and b, fed each batch their own way, send the same bytes and end alike."""
     now = 1.0
     for sender, msgs in batches:
-        plain.handle_messages(sender, msgs, now)
-        relay.handle_messages(sender, msgs, now, _read(msgs))
-        out_p, *rest_p = _state(plain)
-        out_r, *rest_r = _state(relay)
-        assert _encoded(out_r, relay.codec) == _encoded(out_p, plain.codec)
-        assert rest_r == rest_p
+        feed_a(a, sender, msgs, now)
+        feed_b(b, sender, msgs, now)
+        out_a, *rest_a = _state(a)
+        out_b, *rest_b = _state(b)
+        assert _encoded(out_b, b.codec) == _encoded(out_a, a.codec)
+        assert rest_b == rest_a
         now += 0.5
 
 
@@ -194,17 +204,14 @@ wrap_envelopes = st.builds(
 @given(st.sampled_from([0, 3]), st.lists(st.tuples(senders, st.lists(wrap_envelopes | acks,
                                                                     max_size=8)), max_size=4))
 def test_spans_that_wrap_past_zero_are_told_alike(i, batches):
-    one, many = _node_at(i), _node_at(i)
-    now = 1.0
-    for sender, msgs in batches:
+    def one_by_one(n, sender, msgs, now):
         for msg in msgs:
-            one.handle_message(sender, msg, now)
-        many.handle_messages(sender, msgs, now, _read(msgs))
-        out_one, *rest_one = _state(one)
-        out_many, *rest_many = _state(many)
-        assert _encoded(out_many, many.codec) == _encoded(out_one, one.codec)
-        assert rest_many == rest_one
-        now += 0.5
+            n.handle_message(sender, msg, now)
+
+    def batched(n, sender, msgs, now):
+        n.handle_messages(sender, msgs, now, _read(msgs))
+
+    _assert_alike(_node_at(i), one_by_one, _node_at(i), batched, batches)
 
 
 def test_the_short_path_across_zero():
