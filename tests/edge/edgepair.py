@@ -68,6 +68,16 @@ async def edge_pair(ring_tls: S2STLS | None, peer_tls: S2STLS | None, *, ring_co
             nursery.cancel_scope.cancel()
 
 
+def route_both(ring: Side, peer: Side, *, direct: bool = False) -> None:
+    """Each side routes the other's domain to the other's listener: direct TLS, or the
+    STARTTLS one."""
+    for a, b, domain in ((peer, ring, RING), (ring, peer, PEER)):
+        if direct:
+            a.route(domain, f"tls:127.0.0.1:{b.node.direct_tls_port}")
+        else:
+            a.route(domain, f"127.0.0.1:{b.node.listen_port}")
+
+
 async def wait_until(predicate, timeout: float = 10.0) -> None:
     with trio.fail_after(timeout):
         while not predicate():

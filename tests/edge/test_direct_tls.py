@@ -18,7 +18,7 @@ from edge.s2s_tls import S2STLS
 from edge.srv import Target, parse_overrides, parse_route, parse_target
 
 from .certs import issue, make_ca, write_ca
-from .edgepair import PEER, RING, edge_pair, message, wait_until
+from .edgepair import PEER, RING, edge_pair, message, route_both, wait_until
 from .transcript import Reader, peer_header
 
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
@@ -137,8 +137,7 @@ async def test_edges_federate_over_direct_tls_with_sasl_external_both_ways(pki):
     roots, ring_cert, peer_cert = pki
     async with edge_pair(S2STLS.from_files(*ring_cert, cafile=roots),
                          S2STLS.from_files(*peer_cert, cafile=roots)) as (ring, peer):
-        peer.route(RING, f"tls:127.0.0.1:{ring.node.direct_tls_port}")
-        ring.route(PEER, f"tls:127.0.0.1:{peer.node.direct_tls_port}")
+        route_both(ring, peer, direct=True)
         await converse(ring, peer)
     for side in (ring, peer):
         assert side.stats.direct_tls == {"in": 1, "out": 1}, side.stats.direct_tls
@@ -148,8 +147,7 @@ async def test_edges_federate_over_direct_tls_with_sasl_external_both_ways(pki):
 
 async def test_edges_with_self_signed_certificates_use_dialback_over_direct_tls():
     async with edge_pair(S2STLS.self_signed([RING]), S2STLS.self_signed([PEER])) as (ring, peer):
-        peer.route(RING, f"tls:127.0.0.1:{ring.node.direct_tls_port}")
-        ring.route(PEER, f"tls:127.0.0.1:{peer.node.direct_tls_port}")
+        route_both(ring, peer, direct=True)
         await converse(ring, peer)
     # The verification call-backs went over direct TLS too: one stream each way and one back.
     assert ring.stats.authenticated == {"in/dialback": 1, "out/dialback": 1}

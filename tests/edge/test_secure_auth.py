@@ -22,7 +22,7 @@ from edge.s2s_outbound import OutboundStream
 from edge.s2s_tls import S2STLS
 
 from .certs import issue, make_ca, write_ca
-from .edgepair import PEER, RING, config, edge_pair, message, wait_until
+from .edgepair import PEER, RING, config, edge_pair, message, route_both, wait_until
 from .transcript import Reader, peer_header
 
 BANK = "bank.test"
@@ -208,8 +208,7 @@ async def test_edges_with_ca_certificates_pass_secure_auth_even_by_dialback(pki)
     peer_cfg = config(PEER, sasl_external=False)
     async with edge_pair(ca_tls(pki, RING), ca_tls(pki, PEER), ring_config=ring_cfg, peer_config=peer_cfg,
                          direct=False) as (ring, peer):
-        peer.route(RING, f"127.0.0.1:{ring.node.listen_port}")
-        ring.route(PEER, f"127.0.0.1:{peer.node.listen_port}")
+        route_both(ring, peer)
         await peer.node.send(message(f"alice@{PEER}/a", f"echo@{RING}", "m1"))
         await wait_until(lambda: ring.received)
         await ring.node.send(message(f"echo@{RING}", f"alice@{PEER}/a", "r1"))
@@ -222,8 +221,7 @@ async def test_a_self_signed_peer_is_refused_both_ways_and_its_stanzas_bounce(pk
     caplog.set_level(logging.WARNING, logger="ringmesh.edge.s2s")
     async with edge_pair(ca_tls(pki, RING), S2STLS.self_signed([PEER]), ring_config=config(RING, secure_auth=True),
                          direct=False) as (ring, peer):
-        peer.route(RING, f"127.0.0.1:{ring.node.listen_port}")
-        ring.route(PEER, f"127.0.0.1:{peer.node.listen_port}")
+        route_both(ring, peer)
         await peer.node.send(message(f"alice@{PEER}/a", f"echo@{RING}", "m1"))
         await wait_until(lambda: peer.unsent)
         await ring.node.send(message(f"echo@{RING}", f"alice@{PEER}/a", "r1"))
