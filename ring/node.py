@@ -532,13 +532,7 @@ class RingNode:
             # Held for the sender now: tell it we have the envelope. When the outcome was
             # known at once (delivered here, or failed), its DELIVERED or FAILED ack is
             # already queued and says more: no RECEIVED ack for the destination to send.
-            acks = self._acks  # self._ack(AckKind.RECEIVED, sender, key), inlined
-            if acks is None:
-                acks = self._acks = {}
-            entry = acks.get(sender.id)
-            if entry is None:
-                entry = acks[sender.id] = (sender, [], [], [])
-            entry[1].append(key)
+            self._ack(AckKind.RECEIVED, sender, key)
 
     def _accept(self, env: Envelope, upstream: NodeRef | None, now: float) -> bool:
         """Take an envelope received or originated here; True if it is now in custody
