@@ -280,7 +280,7 @@ class WireCodec:
         if type(body) is not bytes:
             body = bytes(body)
         if body.startswith(self._env_prefix):
-            env = self._envelope_at(body, 0, len(body))
+            env = self._envelope_in(body)
             if env is not None:
                 return env
         try:
@@ -298,11 +298,12 @@ class WireCodec:
         except (TypeError, ValueError, IndexError) as exc:
             raise MalformedMessage(f"bad {self._type_name(obj[1])} message: {exc}") from None
 
-    def _envelope_at(self, buf: bytes, s: int, e: int) -> Envelope | None:
-        """The envelope whose body is ``buf[s:e]``, read directly if it has the encoder's
+    def _envelope_in(self, buf: bytes) -> Envelope | None:
+        """The envelope whose frame body is ``buf``, read directly if it has the encoder's
         form and no trace; None to leave any other form to msgpack. The caller checked the
         prefix. Raises MalformedMessage for a bad flag, payload size or id."""
-        p = s + self._env_tag
+        e = len(buf)
+        p = self._env_tag
         if e - p < 3:
             return None
         tag = buf[p]
@@ -320,7 +321,7 @@ class WireCodec:
         t = q + n
         if t + 1 != e or buf[t] != 0xC0:
             return None  # a trace follows (or the frame is not what it claims): msgpack decides
-        msg_id, ttl, hops, flags, ob, db = self._env_fixed.unpack_from(buf, s + 5)
+        msg_id, ttl, hops, flags, ob, db = self._env_fixed.unpack_from(buf, 5)
         if flags & ~F_KNOWN:
             raise MalformedMessage(f"unknown envelope flags {flags:#x}")
         if n > self.max_payload:
@@ -688,7 +689,7 @@ class MessageDecoder:
         i = 0
         while True:
             # An envelope in the encoder's form with a payload under 64 KiB and no trace is
-            # read right here (as WireCodec._envelope_at would read it); anything else,
+            # read right here (as WireCodec._envelope_in would read it); anything else,
             # including every error, goes through decode.
             if i <= last_head:
                 n, pre, msg_id, ttl, hops, flags, ob, db, tag = unpack_head(data, i)
