@@ -109,8 +109,12 @@ class Simulation:
         self.nodes: list[RingNode | None] = []
         self.refs: list[NodeRef] = []
         self.by_id: dict[int, int] = {}
+        # The network finds a message's destination by address: a str caches its hash, a
+        # 160-bit id is hashed afresh at every look-up (one per message).
+        self.by_addr: dict[str, int] = {}
         self.truth = RingTruth()
-        self.armed: list[float | None] = []
+        self.armed: list[float | None] = []  # the wake-up event pending for each node
+        self.due: list[float | None] = []  # each core's get_timer() after it was last driven
         self.listeners: dict[type, list[Listener]] = {}
         self.on_down: list[Callable[[int], None]] = []
         self.event_counts: dict[str, int] = {}
@@ -146,7 +150,9 @@ class Simulation:
         self.nodes.append(node)
         self.refs.append(node.me)  # the core's own copy, so only one NodeRef per node lives
         self.by_id[node_id] = i
+        self.by_addr[node.me.addr] = i
         self.armed.append(None)
+        self.due.append(None)
         self.net.add_node()
         return i
 
@@ -172,6 +178,7 @@ class Simulation:
         self.truth.discard(self.refs[i].id)
         self.nodes[i] = None
         self.armed[i] = None
+        self.due[i] = None
         self.net.down(i)
         for fn in self.on_down:
             fn(i)
@@ -224,12 +231,13 @@ class Simulation:
 
     def _after(self, i: int, node: RingNode) -> None:
         out = node.take_outputs()
-        if out:  # (crashed nodes stay in by_id: the network drops their mail)
-            self.net.carry(i, node.me, out, self.by_id)
+        if out:  # (crashed nodes stay in by_addr: the network drops their mail)
+            self.net.carry(i, node.me, out, self.by_addr)
         ev = node.take_events()
         if ev:
             self._dispatch(i, node, ev)
         t = node.get_timer()
+        self.due[i] = t
         armed = self.armed[i]
         if t is not None and (armed is None or t < armed):
             # Only an earlier deadline needs a new event. A later one (a request answered
@@ -254,22 +262,25 @@ class Simulation:
     def _fire(self, i: int, t: float, _: Any) -> None:
         if self.armed[i] != t:
             return  # superseded by an earlier event
-        node = self.nodes[i]
-        if node is None:
-            return
-        now = self.kernel.now
-        due = node.get_timer()
+        # The core's deadline as of the last time it was driven (every drive ends in _after,
+        # and only a drive changes it): a core woken early is not touched at all.
+        due = self.due[i]
         if due is None:
             self.armed[i] = None
-        elif due > now:
+            return
+        now = self.kernel.now
+        if due > now:
             # Woken early: the request whose time limit this was got its answer. Sleep on;
             # nothing was handled, so there is nothing to collect.
             self.armed[i] = due
             self.kernel.at(due, self._fire, i, due)
-        else:
-            self.armed[i] = None
-            node.handle_timer(now)
-            self._after(i, node)
+            return
+        node = self.nodes[i]
+        if node is None:
+            return
+        self.armed[i] = None
+        node.handle_timer(now)
+        self._after(i, node)
 
     def _deliver(self, j: int, sender: NodeRef, msg: Any) -> None:
         node = self.nodes[j]

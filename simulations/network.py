@@ -70,12 +70,12 @@ class SimNetwork:
         """Carry ``msg`` from ``src`` (whose NodeRef is ``sender``) to ``dst``."""
         self.carry(src, sender, ((dst, msg),))
 
-    def carry(self, src: int, sender: Any, out: Any, index: dict[int, int] | None = None) -> None:
+    def carry(self, src: int, sender: Any, out: Any, index: dict[str, int] | None = None) -> None:
         """Carry every ``(dest, msg)`` of ``out`` from ``src`` (whose NodeRef is ``sender``).
 
-        ``dest`` is a node index, or with ``index`` a NodeRef whose id ``index`` maps to one
-        (an id it lacks is a node that is gone for good: its mail is dropped uncounted). One
-        call per batch: this runs for every message of a simulation.
+        ``dest`` is a node index, or with ``index`` a NodeRef whose address ``index`` maps
+        to one (an address it lacks is no node of the run: its mail is dropped uncounted).
+        One call per batch: this runs for every message of a simulation.
         """
         bt = self._by_type
         up = self.up
@@ -87,7 +87,7 @@ class SimNetwork:
             if index is None:
                 dst = dest
             else:
-                dst = index.get(dest.id)
+                dst = index.get(dest.addr)
                 if dst is None:
                     continue
             kind = type(msg)
