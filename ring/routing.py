@@ -178,10 +178,42 @@ class RoutingTable:
         cur = self.successors
         if type(nodes) is not tuple:
             nodes = tuple(nodes)
-        if len(cur) == self.r and nodes[: self.r] == cur:
-            return False  # the usual stabilization: nothing new (compared in C, by identity first)
-        me, m = self.me.id, self.space.modulus
+        r = self.r
+        me = self.me.id
+        if len(cur) == r and nodes[:r] == cur:
+            # The usual stabilization: nothing new (compared in C, by identity first), as long
+            # as what follows is no nearer than our last (ids compared on the ring's order).
+            last = cur[-1].id
+            far = last < me
+            for n in nodes[r:]:
+                nid = n.id
+                if nid != me and ((nid < me) == far and nid < last or far and nid > me):
+                    break
+            else:
+                return False
+        # The next usual case: the list came from our successor, so it is already in order
+        # (ids ascending past ours, then ascending from 0) and free of repeats. Checking that
+        # compares ids only; the general way below computes a distance (a new big number) and
+        # hashes an id for every entry.
         out: list[NodeRef] = []
+        wrapped, prev = False, -1
+        for n in nodes:
+            nid = n.id
+            if nid == me:
+                continue
+            if nid < me:
+                if not wrapped:
+                    wrapped, prev = True, -1
+            elif wrapped:
+                break  # past us again: not in order
+            if nid <= prev:
+                break  # out of order, or a repeat
+            prev = nid
+            out.append(n)
+        else:
+            return self._replace_successors(tuple(out[:r]), old)
+        m = self.space.modulus
+        out = []
         seen: set[int] = set()
         prev, in_order = 0, True
         for n in nodes:
@@ -196,9 +228,11 @@ class RoutingTable:
             out.append(n)
         if not in_order:
             out.sort(key=lambda n: (n.id - me) % m)
-        del out[self.r :]
-        new = tuple(out)
-        if new != cur:
+        del out[r:]
+        return self._replace_successors(tuple(out), old)
+
+    def _replace_successors(self, new: tuple[NodeRef, ...], old: NodeRef | None) -> bool:
+        if new != self.successors:
             self.successors = new
             self.successor = new[0] if new else None
         succ = self.successor

@@ -129,3 +129,27 @@ def test_next_hop_is_exact_when_distances_tie_in_their_top_bits(b, offsets, key_
         want = max((x for x in others if 0 < WIDE.distance(me, x) < d),
                    key=lambda x: WIDE.distance(me, x))
         assert hop.id == want
+
+
+@given(ids, st.lists(st.lists(ids, max_size=12), min_size=1, max_size=3), st.booleans())
+def test_set_successors_keeps_the_nearest_r_distinct_nodes(me, lists, presort):
+    """Whatever it is given (in ring order, as a successor's answer usually is, or not,
+    with repeats and this node itself), the list is the r nearest distinct nodes, nearest
+    first, the first given of any repeated id kept; and the result says whether the
+    immediate successor changed."""
+    t = RoutingTable(KS, NodeRef(me, "me"), r=4)
+    for raw in lists:
+        if presort:
+            raw = sorted(raw, key=lambda x: KS.distance(me, x))
+        given_refs = [NodeRef(x, f"n{x}.{k}") for k, x in enumerate(raw)]
+        seen, want = set(), []
+        for n in given_refs:
+            if n.id != me and n.id not in seen:
+                seen.add(n.id)
+                want.append(n)
+        want.sort(key=lambda n: KS.distance(me, n.id))
+        before = t.successor
+        changed = t.set_successors(given_refs)
+        assert t.successors == tuple(want[:4])
+        assert t.successor == (want[0] if want else None)
+        assert changed == (t.successor != before)
