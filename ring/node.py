@@ -27,6 +27,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Final
 
 from .config import RingConfig
 from .custody import CustodyStore, Held, Key
@@ -78,6 +79,7 @@ _STABILIZE_QUESTION = partial(GetNeighbours, notify=True)
 FINGER_WALK = 2  # a stale finger is corrected by asking back this far before a lookup
 _ACK_KINDS = tuple(AckKind)  # (iterating the Enum itself runs Python code every time)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__
+_NEVER: Final = float("inf")  # an unset deadline
 _NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)
 _NO_TAILS = itertools.repeat(None)  # handle_messages without tails: none for any message
 
@@ -106,15 +108,21 @@ _DIRECT = frozenset({_Purpose.STABILIZE, _Purpose.CHECK_PREDECESSOR, _Purpose.LI
                      _Purpose.FINGER_CHECK, _Purpose.FINGER_SEED})
 
 
-@dataclass(slots=True)
 class _Rpc:
-    purpose: _Purpose
-    peer: NodeRef | None
-    deadline: float
-    key: int = 0
-    finger_index: int = -1
-    msg_id: int = -1  # the probe carrying a routed lookup
-    steps: int = 0  # finger checks: how far this one walked back from the finger
+    """An open request. (A plain class, not a dataclass: compiled (see ring.compiled), a
+    dataclass keeps the generated __init__ interpreted, and one is made per request.)"""
+
+    __slots__ = ("purpose", "peer", "deadline", "key", "finger_index", "msg_id", "steps")
+
+    def __init__(self, purpose: _Purpose, peer: NodeRef | None, deadline: float, key: int = 0,
+                 finger_index: int = -1, msg_id: int = -1, steps: int = 0) -> None:
+        self.purpose = purpose
+        self.peer = peer
+        self.deadline = deadline
+        self.key = key
+        self.finger_index = finger_index
+        self.msg_id = msg_id  # the probe carrying a routed lookup
+        self.steps = steps  # finger checks: how far this one walked back from the finger
 
 
 @dataclass(slots=True)
@@ -184,10 +192,13 @@ class RingNode:
         self._lookups: dict[int, int] | None = None  # msg_id of a lookup probe -> its req_id
         # One maintenance tick drives stabilize, fix fingers and check predecessor (see
         # RingConfig.maintenance_plan); _t_restab asks for an extra stabilize at once.
-        self._t_tick: float | None = None
+        # Deadlines are plain floats, _NEVER when unset: compiled (see ring.compiled), a float
+        # attribute lives inside the object, where get_timer (run after every event of a
+        # simulation) finds it without visiting a float object elsewhere in memory.
+        self._t_tick = _NEVER
         self._tick = 0
-        self._t_restab: float | None = None
-        self._t_prune: float | None = None
+        self._t_restab = _NEVER
+        self._t_prune = _NEVER
         self._pred_heard = -1.0  # when the predecessor last spoke to us (it proves it is alive)
         self._next_finger = 0
         self._bootstrap: NodeRef | None = None
@@ -247,17 +258,18 @@ class RingNode:
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (None: nothing is pending)."""
         best = self._t_tick
+        t = self._t_restab
+        if t < best:
+            best = t
+        if self._done is not None:  # (pruning is only worth waking for with something to forget)
+            t = self._t_prune
+            if t < best:
+                best = t
         custody = self._custody
         if custody.count:
-            t = custody.next_deadline()
-            if t is not None and (best is None or t < best):
-                best = t
-        t = self._t_restab
-        if t is not None and (best is None or t < best):
-            best = t
-        t = self._t_prune  # only worth waking for when there is something to forget
-        if t is not None and self._done is not None and (best is None or t < best):
-            best = t
+            c = custody.next_deadline()
+            if c is not None and c < best:
+                best = c
         heap = self._rpc_heap
         if heap:
             rpcs = self._rpcs or {}
@@ -269,23 +281,21 @@ class RingNode:
                 if rpc is not None and rpc.deadline == t:
                     break
                 heapq.heappop(heap)
-            if heap and (best is None or heap[0][0] < best):
+            if heap and heap[0][0] < best:
                 best = heap[0][0]
-        return best
+        return None if best == _NEVER else best
 
     def handle_timer(self, now: float) -> None:
         self._expire_rpcs(now)
         self._expire_custody(now)
         stabilized = False
-        t = self._t_restab
-        if t is not None and now >= t:
-            self._t_restab = None
+        if now >= self._t_restab:
+            self._t_restab = _NEVER
             self._stabilize(now)
             stabilized = True
-        t = self._t_tick
-        if t is not None and now >= t:
+        if now >= self._t_tick:
             self._maintain(now, stabilized)
-        if self._t_prune is not None and now >= self._t_prune:
+        if now >= self._t_prune:
             self._t_prune = now + self.config.seen_ttl / 4
             self._prune_done(now)
 
@@ -463,7 +473,7 @@ class RingNode:
         for n in targets.values():
             self._emit(n, note)
         self.state = NodeState.LEAVING
-        self._t_tick = self._t_restab = None
+        self._t_tick = self._t_restab = _NEVER
 
     @property
     def custody_count(self) -> int:
@@ -848,7 +858,7 @@ class RingNode:
 
     def _restabilize(self, now: float) -> None:
         """Stabilize again at once (the successor changed or stopped answering)."""
-        if self._t_tick is not None:
+        if self._t_tick != _NEVER:
             self._t_restab = now
 
     def _period(self, interval: float) -> float:

@@ -256,8 +256,8 @@ def test_custody_counts_what_it_holds_through_resends_and_outcomes():
     k1, k2 = envelope_key(9, 1), envelope_key(9, 2)
 
     store, a, b = CustodyStore(), NodeRef(1, "a"), NodeRef(2, "b")
-    h1 = Held(Envelope(1, 9, 5, 9, 0, 0, b""), [])
-    h2 = Held(Envelope(2, 9, 5, 9, 0, 0, b""), [])
+    h1 = Held(Envelope(1, 9, 5, 9, 0, 0, b""), ())
+    h2 = Held(Envelope(2, 9, 5, 9, 0, 0, b""), ())
     store.put_sent(k1, h1, a, 1.0)
     store.put_sent(k2, h2, a, 1.0)
     store.mark_received(k1, a.id, 5.0)
