@@ -119,6 +119,7 @@ class Simulation:
         self.on_down: list[Callable[[int], None]] = []
         self.event_counts: dict[str, int] = {}
         self.crashes = 0
+        self._fire_cb = self._fire  # one bound method for every wake-up event, not one each
         self.leaves = 0
         self.joins = 0
 
@@ -243,7 +244,7 @@ class Simulation:
             # Only an earlier deadline needs a new event. A later one (a request answered
             # before its time limit) lets the armed event fire early: _fire re-arms it.
             self.armed[i] = t
-            self.kernel.at(t, self._fire, i, t)
+            self.kernel.at(t, self._fire_cb, i, t)
 
     def _dispatch(self, i: int, node: RingNode, events: Sequence[Any]) -> None:
         counts = self.event_counts
@@ -273,7 +274,7 @@ class Simulation:
             # Woken early: the request whose time limit this was got its answer. Sleep on;
             # nothing was handled, so there is nothing to collect.
             self.armed[i] = due
-            self.kernel.at(due, self._fire, i, due)
+            self.kernel.at(due, self._fire_cb, i, due)
             return
         node = self.nodes[i]
         if node is None:

@@ -82,7 +82,8 @@ class SimNetwork:
         g = self.group
         loss = self.loss
         k = self.kernel
-        at, now, latency, arrive = k.at, k.now, self._latency, self._arrive
+        # (k.at is called as a method, not through a local: compiled, that is a direct call)
+        now, latency, arrive = k.now, self._latency, self._arrive
         for dest, msg in out:
             if index is None:
                 dst = dest
@@ -101,7 +102,7 @@ class SimNetwork:
             elif loss and self.rng.random() < loss:
                 self.lost_random += 1
             else:
-                at(now + latency(src, dst), arrive, dst, sender, msg)
+                k.at(now + latency(src, dst), arrive, dst, sender, msg)
 
     def _arrive(self, dst: int, sender: Any, msg: Any) -> None:
         if not self.up[dst]:
