@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -217,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--million-nodes", type=int, default=1_000_000)
     ap.add_argument("--million-lookups", type=int, default=100_000)
     ap.add_argument("--skip-million", action="store_true")
+    ap.add_argument("--malloc", choices=("auto", "pymalloc", "mimalloc"), default="auto",
+                    help="allocator (see simulations.memory): mimalloc on huge pages when "
+                         "installed (auto), or CPython's own; the static 10^6 ring is always "
+                         "measured on CPython's own, as its figure is memory")
     ap.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv if argv is not None else sys.argv[1:])
     if args.child:
@@ -224,9 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from ring.compiled import describe
+    from simulations import memory
 
+    if argv is None:  # run as a command: start again on the allocator asked for if need be
+        memory.ensure(args.malloc)
     print(describe(), "(./dev build-fast compiles it; python -m ring.compiled status)",
           flush=True)
+    print(memory.describe(), "(--malloc; apt-get install libmimalloc2.0)", flush=True)
     anchor = bare_heap()
     print(f"bare heap: raw heapq {anchor['raw_heapq_events_per_s']:,.0f} trivial events/s; "
           f"Kernel {anchor['kernel_events_per_s']:,.0f} events/s", flush=True)
@@ -255,9 +264,11 @@ def main(argv: list[str] | None = None) -> int:
           f"goal for the whole hour of 10^5 nodes <= 10 min: {verdict}); "
           f"active at end {ch['active_at_end']:,}; peak RSS {ch['max_rss_gib']:.2f} GiB", flush=True)
     if not args.skip_million:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("LD_PRELOAD", "PYTHONMALLOC", "MIMALLOC_LARGE_OS_PAGES")}
         proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_sim", "--child",
                                str(args.million_nodes), str(args.million_lookups)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             print(f"static ring: child failed: {proc.stderr.strip()[-500:]}")
         else:

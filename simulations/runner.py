@@ -8,7 +8,7 @@ Outputs in the run directory:
 - ``summary.json``: aggregates per request kind (outcome counts, failure rate, hop and
   latency percentiles, timeouts, stretch, latency per hop count) and run totals.
 - ``manifest.json``: seed, the resolved scenario, versions (and whether the core ran
-  compiled), wall time, events run.
+  compiled, and on which allocator), wall time, events run.
 - PNG plots (``plots.py``).
 """
 
@@ -37,6 +37,7 @@ from topology.latency import (
     UnderlayLatency,
 )
 
+from . import memory
 from . import scenario as sc
 from .churn import RateChurn, SessionChurn, SessionLength, heal, mass_failure, partition
 from .driver import Simulation, sub_seed
@@ -138,6 +139,7 @@ def versions() -> dict[str, str]:
             vs[pkg] = "not installed"
     vs["git_commit"] = _git_commit()
     vs["core"] = compiled.describe()  # interpreted or compiled: the same results, not speed
+    vs["memory"] = memory.describe()  # likewise the allocator
     return vs
 
 
