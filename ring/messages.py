@@ -14,6 +14,12 @@ from typing import NamedTuple
 
 WIRE_VERSION = 2
 
+# The messages every maintenance round makes write their own __init__ (init=False): the
+# dataclasses module writes one at import that stays interpreted in the compiled build (see
+# ring.compiled), where it was most of what making such a message cost. Frozen all the same:
+# the fields are set through object.__setattr__, as the generated one does.
+_set = object.__setattr__
+
 
 @dataclass(frozen=True, slots=True)
 class NodeRef:
@@ -90,7 +96,7 @@ def envelope_key(origin: int, msg_id: int) -> int:
     return (origin << 64) | msg_id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Ack:
     """Acknowledgements of envelopes, batched: ``ids`` are envelope keys (``envelope_key``).
 
@@ -101,6 +107,10 @@ class Ack:
 
     kind: AckKind
     ids: tuple[int, ...]
+
+    def __init__(self, kind: AckKind, ids: tuple[int, ...]) -> None:
+        _set(self, "kind", kind)
+        _set(self, "ids", ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +132,7 @@ class FoundSuccessor:
     hops: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class GetNeighbours:
     """Asks a node for its predecessor and successor list (stabilize, finger checks).
 
@@ -130,14 +140,24 @@ class GetNeighbours:
     the stabilize question instead of a message of its own)."""
 
     req_id: int
-    notify: bool = False
+    notify: bool
+
+    def __init__(self, req_id: int, notify: bool = False) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "notify", notify)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Neighbours:
     req_id: int
     predecessor: NodeRef | None
     successors: tuple[NodeRef, ...]
+
+    def __init__(self, req_id: int, predecessor: NodeRef | None,
+                 successors: tuple[NodeRef, ...]) -> None:
+        _set(self, "req_id", req_id)
+        _set(self, "predecessor", predecessor)
+        _set(self, "successors", successors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,14 +179,20 @@ class Notify:
     """"I think I am your predecessor." """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Ping:
     req_id: int
 
+    def __init__(self, req_id: int) -> None:
+        _set(self, "req_id", req_id)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Pong:
     req_id: int
+
+    def __init__(self, req_id: int) -> None:
+        _set(self, "req_id", req_id)
 
 
 @dataclass(frozen=True, slots=True)
