@@ -1183,7 +1183,9 @@ class RingNode:
         if rpcs is None:
             return None
         rpc = rpcs.pop(req, None)
-        if not rpcs and not self._rpc_heap:
+        if not rpcs:
+            # Nothing open: every deadline left in the heap is an answered request's. (Most
+            # rounds end so, and get_timer then has no heap to clean.)
             self._rpcs = self._rpc_heap = None
         return rpc
 
