@@ -96,6 +96,22 @@ class CustodyStore:
         sent[key] = held
         return True
 
+    def queues(self) -> tuple[dict[Key, Held], dict[Key, Held]]:
+        """Both queues (made if need be), for a caller that holds many new envelopes at
+        once itself, as ``add`` would (``RingNode.handle_messages``): a key is new unless
+        it is in either queue; a new one goes at the end of the first, its hop and
+        deadline set. The caller then adds them to ``count`` and calls ``tidy``."""
+        sent = self._sent
+        if sent is None:
+            sent = self._sent = {}
+            self._received = {}
+        return sent, self._received  # type: ignore[return-value]
+
+    def tidy(self) -> None:
+        """After ``queues``: drop them if nothing was held after all."""
+        if not self.count:
+            self._sent = self._received = None
+
     def mark_received(self, key: Key, sender_id: int, deadline: float) -> None:
         self.mark_all_received((key,), sender_id, deadline)
 

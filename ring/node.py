@@ -70,7 +70,7 @@ from .messages import (
     Pong,
 )
 from .routing import RoutingTable
-from .wire import RELAY_TTL_AT, MalformedMessage, WireCodec, shared_codec
+from .wire import RELAY_TTL_AT, MalformedMessage, RelayedFrames, WireCodec, shared_codec
 
 ACK_BATCH = 4096  # ids per Ack message (the codec accepts up to 8192)
 # The stabilize question carries Chord's notify (see GetNeighbours).
@@ -80,18 +80,6 @@ _ACK_KINDS = tuple(AckKind)  # (iterating the Enum itself runs Python code every
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__
 _NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)
 _NO_STARTS = itertools.repeat(None)  # handle_messages without starts: none for any message
-
-
-class RelayedFrames(list):  # type: ignore[type-arg]
-    """Envelope frames relayed to one hop, as ``handle_messages`` outputs them: byte strings
-    (views of the read they came in), each one or more whole frames back to back, to be
-    sent as they are; ``frames`` counts the frames."""
-
-    __slots__ = ("frames",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.frames = 0
 
 
 class NodeState(enum.Enum):
@@ -357,7 +345,11 @@ class RingNode:
         """
         t = self.table
         custody = self._custody
-        add = custody.add
+        # Custody's queues, taken when the first envelope is held, and its count, kept here
+        # (custody.add inlined) and handed back before anything else runs.
+        sent: dict[Key, Held] | None = None
+        acked: dict[Key, Held] = {}
+        count = custody.count
         next_hop = t.next_hop
         me = self.me.id
         max_custody = self.config.max_custody
@@ -394,7 +386,7 @@ class RingNode:
                 # distances (big numbers made afresh), the wrap past 0 handled apart.
                 if (flags & slow or ttl <= 0 or hops >= 255
                         or ((lo < dest or dest <= me) if lo_wraps else (lo < dest <= me))
-                        or custody.count >= max_custody or (done is not None and key in done)):
+                        or count >= max_custody or (done is not None and key in done)):
                     route = None
                 elif (me < dest or dest <= hi) if hi_wraps else (me < dest <= hi):
                     route = final_hop
@@ -402,8 +394,12 @@ class RingNode:
                     route = next_hop(dest)
                 if route is not None:
                     hop, final = route
-                    # custody.add refuses a key it holds: a duplicate goes the general way.
-                    if add(key, Held(msg, upstreams, hop, deadline)):  # type: ignore[arg-type]
+                    if sent is None:
+                        sent, acked = custody.queues()
+                    # A key custody holds already is a duplicate: it goes the general way.
+                    if key not in sent and key not in acked:
+                        sent[key] = Held(msg, upstreams, hop, deadline)  # type: ignore[arg-type]
+                        count += 1
                         if final:
                             flags |= F_FINAL
                         if start is not None:  # WireCodec.relay, in place
@@ -445,7 +441,12 @@ class RingNode:
                 run.append(view[piece_start:piece_end])
                 run.frames = run_n
                 run_hop = None
+            if sent is not None:
+                custody.count = count
+                custody.tidy()
+                sent = None
             self.handle_message(sender, msg, now)
+            count = custody.count
             if (t.predecessor is not pred or t.successors is not succs or self.state is not state
                     or self._done is not done):
                 pred, succs, state = t.predecessor, t.successors, self.state
@@ -453,6 +454,9 @@ class RingNode:
         if run_hop is not None:
             run.append(view[piece_start:piece_end])
             run.frames = run_n
+        if sent is not None:
+            custody.count = count
+            custody.tidy()
         if forwarded:
             self.stats.forwarded += forwarded
         if not out:

@@ -83,6 +83,19 @@ _ACK_KINDS = frozenset(int(k) for k in AckKind)
 RELAY_TTL_AT = HEADER + 5 + 8
 
 
+class RelayedFrames(list):  # type: ignore[type-arg]
+    """Envelope frames relayed to one hop, as ``RingNode.handle_messages`` outputs them:
+    byte strings (views of the read they came in), each one or more whole frames back to
+    back, to be sent as they are; ``frames`` counts the frames. (Here, not in the node
+    module: a compiled module cannot define a subclass of list.)"""
+
+    __slots__ = ("frames",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = 0
+
+
 class WireError(Exception):
     """The peer sent bytes that are not a valid ringmesh frame (a remote error)."""
 

@@ -56,8 +56,8 @@ from ..events import (
 )
 from ..identity import NodeIdentity
 from ..messages import Envelope, Hello, Message, NodeRef
-from ..node import NodeState, RelayedFrames, RingNode
-from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
+from ..node import NodeState, RingNode
+from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, RelayedFrames, WireCodec
 from .addr import format_hostport, is_wildcard, parse_hostport
 from .limits import LiveLimits
 from .link import LinkState, PeerLink

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from ring.config import RingConfig
 from ring.messages import (Ack, AckKind, Envelope, Flags, Leave, Neighbours, NodeRef, Notify,
                            Ping, envelope_key)
-from ring.node import RelayedFrames, RingNode
-from ring.wire import FrameDecoder, MessageDecoder, frame, shared_codec
+from ring.node import RingNode
+from ring.wire import FrameDecoder, MessageDecoder, RelayedFrames, frame, shared_codec
 
 CFG = RingConfig(expected_nodes=8, max_custody=6)
 M = CFG.space.modulus

@@ -11,7 +11,7 @@ from ring.live.limits import LiveLimits
 from ring.live.link import LinkState
 from ring.live.server import LiveNode
 from ring.messages import Envelope, NodeRef, Ping
-from ring.node import RelayedFrames
+from ring.wire import RelayedFrames
 
 from .livehelp import closed_by_peer
 
