@@ -15,7 +15,7 @@ ordered dicts are two timer queues with O(1) push, pop and peek, no heap needed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .messages import Envelope, NodeRef
@@ -133,6 +133,42 @@ class CustodyStore:
             del sent[key]
             held.deadline = deadline
             received[key] = held  # type: ignore[index]
+
+    def pop_run(self, keys: Sequence[Key], sender_id: int, origin_not: int | None
+                ) -> tuple[tuple[NodeRef, ...], Sequence[Key]] | None:
+        """``pop_all_done`` for the usual ack, in one pass and without a pair per key: if
+        every one of ``keys`` is held in the same queue, given to ``sender_id``, received
+        from the same upstreams and not originated by ``origin_not``, remove them all and
+        return those upstreams and the keys (each once). Otherwise None, and nothing
+        changed: ``pop_all_done`` sorts such an ack out key by key."""
+        sent = self._sent
+        if sent is None or not keys:
+            return None
+        d = sent if keys[0] in sent else self._received
+        get = d.get  # type: ignore[union-attr]
+        first = get(keys[0])
+        if first is None:
+            return None
+        ups = first.upstreams
+        for key in keys:
+            held = get(key)
+            if (held is None or held.hop is None or held.hop.id != sender_id
+                    or held.envelope.origin == origin_not):
+                return None
+            u = held.upstreams
+            if u is not ups and u != ups:  # (the envelopes of one read share one tuple)
+                return None
+        before = len(d)  # type: ignore[arg-type]
+        pop = d.pop  # type: ignore[union-attr]
+        for key in keys:
+            pop(key, None)
+        n = before - len(d)  # type: ignore[arg-type]
+        if n != len(keys):  # a key came twice: it counts once
+            keys = list(dict.fromkeys(keys))
+        self.count -= n
+        if not sent and not self._received:
+            self._sent = self._received = None
+        return ups, keys
 
     def pop_all_done(self, keys: Iterable[Key], sender_id: int) -> list[tuple[Key, Held]]:
         """Remove and return the envelopes among ``keys`` that were given to ``sender_id``."""

@@ -705,6 +705,13 @@ class RingNode:
         # DELIVERED or FAILED: the outcome is known, pass it on upstream (_finish, inlined).
         delivered = kind is AckKind.DELIVERED
         me = self.me.id
+        # The usual ack: envelopes from one upstream, none originated here (no events).
+        run = custody.pop_run(ack.ids, sender.id, me if delivered else None)
+        if run is not None:
+            ups, done = run
+            for u in ups:
+                self._ack_list(kind, u).extend(done)
+            return
         last: tuple[NodeRef, ...] | None = None
         keys: list[Key] = []
         for key, held in custody.pop_all_done(ack.ids, sender.id):
