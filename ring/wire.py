@@ -166,8 +166,9 @@ class WireCodec:
         # than its payload, one more when the payload is over 255 bytes (its bin16 tag).
         self.relay_over = HEADER + self._env_tag + 3
         # MessageDecoder.messages reads a frame's length, the envelope prefix, the fixed
-        # fields, both ids and the payload's tag with this one unpack.
-        self._env_frame_head = struct.Struct(f">I5sQBBB{idb}s{idb}sB")
+        # fields, both ids, the payload's tag and the byte after it (a bin8 payload's
+        # length) with this one unpack.
+        self._env_frame_head = struct.Struct(f">I5sQBBB{idb}s{idb}sBB")
 
     # -- encoding -------------------------------------------------------------------------
 
@@ -685,10 +686,11 @@ class MessageDecoder:
         unpack_len = _LEN.unpack_from
         # Payload offsets in the frame after a bin8 or bin16 tag.
         end8 = HEADER + codec._env_tag + 2
-        body8 = end8 - HEADER  # body bytes before a bin8 payload
         # A frame of the encoder's form is that many bytes longer than its payload (the nil
-        # after it included): tested on the small difference, no big offsets computed.
-        over8, over16 = body8 + 1, body8 + 2
+        # after it included): tested on the small difference, no big offsets computed. (So
+        # a frame that passes is long enough to hold the head read with it.)
+        over8 = end8 - HEADER + 1
+        over16 = over8 + 1
         unknown = ~F_KNOWN
         max_payload = codec.max_payload
         max_frame = frames.max_frame
@@ -708,7 +710,7 @@ class MessageDecoder:
             # read right here (as WireCodec._envelope_in would read it); anything else,
             # including every error, goes through decode.
             if i <= last_head:
-                n, pre, msg_id, ttl, hops, flags, ob, db, tag = unpack_head(data, i)
+                n, pre, msg_id, ttl, hops, flags, ob, db, tag, p = unpack_head(data, i)
             elif size - i >= HEADER:
                 n = unpack_len(data, i)[0]
                 pre = None
@@ -717,19 +719,18 @@ class MessageDecoder:
             e = i + HEADER + n
             if e > size or n > max_frame:
                 break  # incomplete, or too large: raised by the next call, which starts there
-            if pre == prefix and n > body8 and not flags & unknown:
-                q = i + end8
-                if tag == 0xC4:
-                    p = data[q - 1]
+            if pre == prefix and not flags & unknown:
+                if tag == 0xC4:  # p: the payload's length
+                    q = i + end8
                     ok = n - p == over8 and p <= max_payload
-                    whole = True  # (bin8 is the encoder's form for any payload it can hold)
-                elif tag == 0xC5:
-                    q += 1
-                    p = (data[q - 2] << 8) | data[q - 1]
+                    start = i  # (bin8 is the encoder's form for any payload it can hold)
+                elif tag == 0xC5:  # p: the high byte of the payload's length
+                    q = i + end8 + 1
+                    p = (p << 8) | data[q - 1]
                     ok = n - p == over16 and p <= max_payload
                     # (a bin16 tag on a payload under 256 bytes is valid, but not the
                     # encoder's form: such an envelope is encoded afresh when forwarded)
-                    whole = p > 255
+                    start = i if p > 255 else None
                 else:
                     ok = False
                 if ok and data[e - 1] == 0xC0:
@@ -738,7 +739,7 @@ class MessageDecoder:
                     push(new(Envelope, (msg_id, origin, fb(db, "big"), ttl, hops, flags,
                                         data[q : e - 1], ())))
                     if keep is not None:
-                        keep(i if whole else None)
+                        keep(start)
                     i = e
                     continue
             s = i + HEADER
