@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from .config import RingConfig
-from .custody import CustodyStore, Held, Key
+from .custody import CustodyStore, Entry, Held, Key
 from .events import (
     Confirmed,
     Delivered,
@@ -346,10 +346,14 @@ class RingNode:
         t = self.table
         custody = self._custody
         # Custody's queues, taken when the first envelope is held, and its count, kept here
-        # (custody.add inlined) and handed back before anything else runs.
-        sent: dict[Key, Held] | None = None
-        acked: dict[Key, Held] = {}
+        # (custody.add inlined) and handed back before anything else runs. The envelopes
+        # given to one hop are held as pairs with one shared Held (see custody).
+        sent: dict[Key, Entry] | None = None
+        acked: dict[Key, Entry] = {}
         count = custody.count
+        shared_hop: NodeRef | None = None
+        shared: Held | None = None
+        upstreams = (sender,)
         next_hop = t.next_hop
         me = self.me.id
         max_custody = self.config.max_custody
@@ -370,7 +374,6 @@ class RingNode:
         run_hop: NodeRef | None = None
         run = RelayedFrames()  # the current run (to run_hop) and its frame count
         run_n = piece_start = piece_end = 0
-        upstreams = (sender,)
         last_origin, high = None, 0  # the last envelope's origin, and its part of the key
         forwarded = 0
         pred, succs, state = t.predecessor, t.successors, self.state
@@ -398,7 +401,10 @@ class RingNode:
                         sent, acked = custody.queues()
                     # A key custody holds already is a duplicate: it goes the general way.
                     if key not in sent and key not in acked:
-                        sent[key] = Held(msg, upstreams, hop, deadline)  # type: ignore[arg-type]
+                        if hop is not shared_hop:
+                            shared = Held(msg, upstreams, hop, deadline)  # type: ignore[arg-type]
+                            shared_hop = hop
+                        sent[key] = (msg, shared)  # type: ignore[assignment]
                         count += 1
                         if final:
                             flags |= F_FINAL
