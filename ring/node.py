@@ -30,7 +30,7 @@ from functools import partial
 from typing import Final
 
 from .config import RingConfig
-from .custody import CustodyStore, Held, Key
+from .custody import CustodyStore, Entry, Held, Key
 from .events import (
     Confirmed,
     Delivered,
@@ -71,7 +71,7 @@ from .messages import (
     Pong,
 )
 from .routing import RoutingTable
-from .wire import RELAY_HEAD_BODY, MalformedMessage, WireCodec, shared_codec
+from .wire import RELAY_TTL_AT, MalformedMessage, RelayedFrames, WireCodec, shared_codec
 
 ACK_BATCH = 4096  # ids per Ack message (the codec accepts up to 8192)
 # The stabilize question carries Chord's notify (see GetNeighbours).
@@ -81,7 +81,7 @@ _ACK_KINDS = tuple(AckKind)  # (iterating the Enum itself runs Python code every
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__
 _NEVER: Final = float("inf")  # an unset deadline
 _NOTHING: tuple = ()  # what take_outputs/take_events return when there is nothing (no allocation)
-_NO_TAILS = itertools.repeat(None)  # handle_messages without tails: none for any message
+_NO_STARTS = itertools.repeat(None)  # handle_messages without starts: none for any message
 
 
 class NodeState(enum.Enum):
@@ -176,7 +176,7 @@ class RingNode:
         # Outputs, events, pending acks, finished keys and open requests are created on first
         # use and dropped when drained: most nodes of a large simulation are idle most of the
         # time, and an empty container still costs 56-64 bytes.
-        self._out: list[tuple[NodeRef, Message | list[bytes]]] | None = None
+        self._out: list[tuple[NodeRef, Message | RelayedFrames]] | None = None
         self._events: list[Event] | None = None
         # Acks waiting to be batched: peer id -> (peer, keys per kind RECEIVED, DELIVERED,
         # FAILED). Keyed by id: an int hashes in C, a NodeRef dataclass in Python.
@@ -214,10 +214,10 @@ class RingNode:
 
     # == driver interface ====================================================================
 
-    def take_outputs(self) -> Sequence[tuple[NodeRef, Message | list[bytes]]]:
+    def take_outputs(self) -> Sequence[tuple[NodeRef, Message | RelayedFrames]]:
         """Messages to send, each addressed to a node. Acks are batched per peer.
-        Envelopes relayed by ``handle_messages`` (given tails) are frames: a list of them
-        (bytes) per run to one hop."""
+        Envelopes relayed by ``handle_messages`` (given their frames) are frames already:
+        one RelayedFrames per run of them to one hop."""
         out = self._out
         if out is None:
             if not self._acks:
@@ -335,7 +335,7 @@ class RingNode:
             # Hello: link setup is the shell's business
 
     def handle_messages(self, sender: NodeRef, msgs: Sequence[Message], now: float,
-                        tails: Sequence[bytes | None] | None = None) -> None:
+                        starts: Sequence[int | None] | None = None, data: bytes = b"") -> None:
         """``handle_message`` for each of ``msgs``, all from ``sender``, in order.
 
         The same outcome, for less: a live link hands over all that one read brought. The
@@ -344,36 +344,51 @@ class RingNode:
         goes the general way, after which the routing state is looked up again (the
         general way changed it).
 
-        ``tails``, one per message (``MessageDecoder.messages``): an envelope that takes the
-        short path and has a tail goes out as its relayed frame (``bytes``, exactly the
-        encoding of the forwarded envelope; see ``WireCodec.relay``) instead of as an
-        Envelope, so the driver sends it as it is; consecutive ones to one hop make one
-        output, a list of frames. Custody holds the Envelope: a retransmission or a
-        re-route is encoded afresh.
+        ``starts``, one per message, and ``data`` (``MessageDecoder.messages`` and its
+        ``last_read``): an envelope that takes the short path and has a start goes out as
+        its relayed frame (exactly the encoding of the forwarded envelope; see
+        ``WireCodec.relay``) instead of as an Envelope, so the driver sends it as it is.
+        The frames are relayed in place, in one copy of ``data`` per call (three bytes
+        changed per frame, no bytes made per frame), and consecutive ones to one hop make
+        one output, a RelayedFrames holding views of that copy. Custody holds the
+        Envelope: a retransmission or a re-route is encoded afresh.
         """
         t = self.table
         custody = self._custody
-        add = custody.add
+        # Custody's queues, taken when the first envelope is held, and its count, kept here
+        # (custody.add inlined) and handed back before anything else runs. The envelopes
+        # given to one hop are held as pairs with one shared Held (see custody).
+        sent: dict[Key, Entry] | None = None
+        acked: dict[Key, Entry] = {}
+        count = custody.count
+        shared_hop: NodeRef | None = None
+        shared: Held | None = None
+        upstreams = (sender,)
         next_hop = t.next_hop
         me = self.me.id
         max_custody = self.config.max_custody
         deadline = now + self.config.ack_timeout
         slow = F_TRACE | F_FINAL
-        head, prefix, head_body = self.codec.relay_head, self.codec.relay_prefix, RELAY_HEAD_BODY
+        ttl_at, over = RELAY_TTL_AT, self.codec.relay_over
         # The outputs, appended to directly (the general way's _emit appends to the same list)
         out = self._out
         if out is None:
             out = self._out = []
         received: list[Key] | None = None
-        # Relayed frames to one hop, one after the other, go out as one list (one output).
+        # Relayed frames to one hop, one after the other, go out as one output (a run).
+        # ``buf``: the copy of ``data`` they are relayed in (made for the first); a run is
+        # views of it, one per stretch of frames back to back in it. The open stretch,
+        # [piece_start, piece_end), joins the run when it ends.
+        buf: bytearray | None = None
+        view = memoryview(b"")
         run_hop: NodeRef | None = None
-        run: list[bytes] = []  # the frames of the current run (to run_hop)
-        upstreams = (sender,)
+        run = RelayedFrames()  # the current run (to run_hop) and its frame count
+        run_n = piece_start = piece_end = 0
         last_origin, high = None, 0  # the last envelope's origin, and its part of the key
         forwarded = 0
         pred, succs, state = t.predecessor, t.successors, self.state
         fast, lo, lo_wraps, hi, hi_wraps, final_hop, done = self._fast_path_state()
-        for msg, tail in zip(msgs, _NO_TAILS if tails is None else tails):
+        for msg, start in zip(msgs, _NO_STARTS if starts is None else starts):
             if type(msg) is Envelope and fast:
                 msg_id, origin, dest, ttl, hops, flags, payload, trace = msg  # type: ignore[misc]
                 if origin is not last_origin:  # (a read's envelopes share their origins' ints)
@@ -384,7 +399,7 @@ class RingNode:
                 # distances (big numbers made afresh), the wrap past 0 handled apart.
                 if (flags & slow or ttl <= 0 or hops >= 255
                         or ((lo < dest or dest <= me) if lo_wraps else (lo < dest <= me))
-                        or custody.count >= max_custody or (done is not None and key in done)):
+                        or count >= max_custody or (done is not None and key in done)):
                     route = None
                 elif (me < dest or dest <= hi) if hi_wraps else (me < dest <= hi):
                     route = final_hop
@@ -392,34 +407,72 @@ class RingNode:
                     route = next_hop(dest)
                 if route is not None:
                     hop, final = route
-                    # custody.add refuses a key it holds: a duplicate goes the general way.
-                    if add(key, Held(msg, upstreams, hop, deadline)):  # type: ignore[arg-type]
+                    if sent is None:
+                        sent, acked = custody.queues()
+                    # A key custody holds already is a duplicate: it goes the general way.
+                    if key not in sent and key not in acked:
+                        if hop is not shared_hop:
+                            shared = Held(msg, upstreams, hop, deadline)  # type: ignore[arg-type]
+                            shared_hop = hop
+                        sent[key] = (msg, shared)  # type: ignore[assignment]
+                        count += 1
                         if final:
                             flags |= F_FINAL
-                        if tail is not None:  # WireCodec.relay, inlined
-                            fwd = head(len(tail) + head_body, prefix, msg_id, ttl - 1,
-                                       hops + 1, flags) + tail
-                            if hop is run_hop:
-                                run.append(fwd)
-                            else:
-                                run = [fwd]
-                                out.append((hop, run))
-                                run_hop = hop
+                        if start is not None:  # WireCodec.relay, in place
+                            if buf is None:
+                                buf = bytearray(data)
+                                view = memoryview(buf)
+                            o = start + ttl_at
+                            buf[o] = ttl - 1
+                            buf[o + 1] = hops + 1
+                            if final:
+                                buf[o + 2] = flags
+                            if hop is not run_hop or start != piece_end:
+                                if run_hop is not None:  # the stretch so far is done
+                                    run.append(view[piece_start:piece_end])
+                                    if hop is not run_hop:
+                                        run.frames = run_n
+                                if hop is not run_hop:
+                                    run = RelayedFrames()
+                                    out.append((hop, run))
+                                    run_hop = hop
+                                    run_n = 0
+                                piece_start = start
+                            n = len(payload)
+                            piece_end = start + over + n + (n > 255)
+                            run_n += 1
                         else:
+                            if run_hop is not None:
+                                run.append(view[piece_start:piece_end])
+                                run.frames = run_n
+                                run_hop = None
                             out.append((hop, _new_envelope(Envelope, (
                                 msg_id, origin, dest, ttl - 1, hops + 1, flags, payload, trace))))
-                            run_hop = None
                         if received is None:
                             received = self._ack_list(AckKind.RECEIVED, sender)
                         received.append(key)
                         forwarded += 1
                         continue
+            if run_hop is not None:  # (what it sends comes after the run, in order)
+                run.append(view[piece_start:piece_end])
+                run.frames = run_n
+                run_hop = None
+            if sent is not None:
+                custody.count = count
+                custody.tidy()
+                sent = None
             self.handle_message(sender, msg, now)
-            run_hop = None  # (what it sent comes after the run, in order)
+            count = custody.count
             if (t.predecessor is not pred or t.successors is not succs or self.state is not state
                     or self._done is not done):
                 pred, succs, state = t.predecessor, t.successors, self.state
                 fast, lo, lo_wraps, hi, hi_wraps, final_hop, done = self._fast_path_state()
+        if run_hop is not None:
+            run.append(view[piece_start:piece_end])
+            run.frames = run_n
+        if sent is not None:
+            custody.count = count
+            custody.tidy()
         if forwarded:
             self.stats.forwarded += forwarded
         if not out:
@@ -668,6 +721,13 @@ class RingNode:
         # DELIVERED or FAILED: the outcome is known, pass it on upstream (_finish, inlined).
         delivered = kind is AckKind.DELIVERED
         me = self.me.id
+        # The usual ack: envelopes from one upstream, none originated here (no events).
+        run = custody.pop_run(ack.ids, sender.id, me if delivered else None)
+        if run is not None:
+            ups, done = run
+            for u in ups:
+                self._ack_list(kind, u).extend(done)
+            return
         last: tuple[NodeRef, ...] | None = None
         keys: list[Key] = []
         for key, held in custody.pop_all_done(ack.ids, sender.id):

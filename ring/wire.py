@@ -12,8 +12,8 @@ The two messages every stanza pays for at every hop carry their fixed fields pac
   exactly that form with one struct unpack and no msgpack call; any other form of the same
   array (a traced envelope, a longer length code) goes through msgpack and the same checks.
   Decoding and encoding an envelope cost about a third of what they cost through msgpack.
-  A node forwarding an envelope it read in that form does not encode it at all: the frame's
-  tail (ids, payload, nil) goes out again behind a new head (``WireCodec.relay``).
+  A node forwarding an envelope it read in that form does not encode it at all: the frame
+  goes out again as it came, its ttl, hops and flags bytes changed (``WireCodec.relay``).
 - Ack ``[1, 2, kind, runs]``; ``runs`` is a sequence of (key, count u16) records: ``count``
   envelope keys (``messages.envelope_key``: origin id and msg_id u64, big-endian) starting
   at ``key``. A node numbers its envelopes in order, so a batch of acks is usually one or a
@@ -77,10 +77,23 @@ _NIL = b"\xc0"
 _NO_ERRORS: list = []  # what MessageDecoder.messages returns when a read was clean (never changed)
 _new_envelope = tuple.__new__  # Envelope(...) without its Python-level __new__ (80 ns less)
 _ACK_KINDS = frozenset(int(k) for k in AckKind)
-# An envelope frame's head: length, then (in the body) prefix (5 bytes), msg_id, ttl, hops,
-# flags (11); its tail, from the origin id on, is what a relay copies (WireCodec.relay).
-RELAY_HEAD_BODY = 5 + 11
-RELAY_TAIL_AT = HEADER + RELAY_HEAD_BODY
+# Where an envelope frame says its ttl, then hops and flags (one byte each): after the
+# length, the body's prefix (5 bytes) and msg_id (8). A relay changes these three bytes
+# and nothing else (WireCodec.relay).
+RELAY_TTL_AT = HEADER + 5 + 8
+
+
+class RelayedFrames(list):  # type: ignore[type-arg]
+    """Envelope frames relayed to one hop, as ``RingNode.handle_messages`` outputs them:
+    byte strings (views of the read they came in), each one or more whole frames back to
+    back, to be sent as they are; ``frames`` counts the frames. (Here, not in the node
+    module: a compiled module cannot define a subclass of list.)"""
+
+    __slots__ = ("frames",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames = 0
 
 
 class WireError(Exception):
@@ -149,14 +162,13 @@ class WireCodec:
         self._env_start = struct.Struct(">I5sQBBB")  # frame length, prefix, fixed fields
         self._env_fixed = struct.Struct(f">QBBB{idb}s{idb}s")
         self._env_tag = 5 + 11 + 2 * idb  # where the payload's bin tag sits in the body
-        # Relaying (see ``relay``): a forwarded envelope's frame is a new head (length,
-        # prefix, msg_id, ttl, hops, flags: ``relay_head(len(tail) + RELAY_HEAD_BODY,
-        # relay_prefix, msg_id, ttl, hops, flags)``) before the received frame's tail.
-        self.relay_head = self._env_start.pack
-        self.relay_prefix = self._env_prefix
+        # Relaying (see ``relay``): a frame in the encoder's form is this many bytes longer
+        # than its payload, one more when the payload is over 255 bytes (its bin16 tag).
+        self.relay_over = HEADER + self._env_tag + 3
         # MessageDecoder.messages reads a frame's length, the envelope prefix, the fixed
-        # fields, both ids and the payload's tag with this one unpack.
-        self._env_frame_head = struct.Struct(f">I5sQBBB{idb}s{idb}sB")
+        # fields, both ids, the payload's tag and the byte after it (a bin8 payload's
+        # length) with this one unpack.
+        self._env_frame_head = struct.Struct(f">I5sQBBB{idb}s{idb}sBB")
 
     # -- encoding -------------------------------------------------------------------------
 
@@ -197,18 +209,20 @@ class WireCodec:
                                  msg_id, ttl, hops, flags),
             origin.to_bytes(idb, "big"), dest.to_bytes(idb, "big"), tag, payload, tail))
 
-    def relay(self, tail: bytes, msg_id: int, ttl: int, hops: int, flags: int) -> bytes:
-        """The frame of a forwarded envelope, made from the tail of the frame it arrived in.
+    def relay(self, frame: bytes | bytearray | memoryview, ttl: int, hops: int, flags: int
+              ) -> bytes:
+        """The frame of a forwarded envelope, made from the frame it arrived in.
 
-        ``tail`` is what ``MessageDecoder.messages(tails)`` hands out for an envelope read
-        in the encoder's form without a trace: the frame from the origin id on (both ids,
-        the payload's tag, the payload, nil), which no hop changes. The result is exactly
-        ``encode_frame`` of the envelope with these header fields, for about half of what
-        encoding it afresh costs (ids and payload are not laid out again). The node core
-        inlines this (see ``RingNode.handle_messages``).
+        ``frame`` is a frame that ``MessageDecoder.messages(starts)`` marks as relayable (an
+        envelope in the encoder's form without a trace; ``relay_over + len(payload) + (1 if
+        the payload is over 255 bytes)`` long). The result is exactly ``encode_frame`` of
+        the envelope with these ttl, hops and flags: no hop changes anything else. The node
+        core does this to a whole read's frames in place (see ``RingNode.handle_messages``),
+        for a fraction of what encoding them afresh costs.
         """
-        return self._env_start.pack(len(tail) + RELAY_HEAD_BODY, self._env_prefix, msg_id,
-                                    ttl, hops, flags) + tail
+        out = bytearray(frame)
+        out[RELAY_TTL_AT : RELAY_TTL_AT + 3] = bytes((ttl, hops, flags))
+        return bytes(out)
 
     def _to_list(self, msg: Message) -> list[Any]:
         v = WIRE_VERSION
@@ -623,6 +637,9 @@ class MessageDecoder:
     def __init__(self, codec: WireCodec, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.codec = codec
         self.frames = FrameDecoder(max_frame)
+        # The bytes the last call to ``messages`` read its frames from (``starts`` point
+        # into them).
+        self.last_read = b""
 
     @property
     def closed(self) -> bool:
@@ -637,16 +654,16 @@ class MessageDecoder:
             return None
         return self.codec.decode(body)
 
-    def messages(self, tails: list[bytes | None] | None = None
+    def messages(self, starts: list[int | None] | None = None
                  ) -> tuple[list[Message], list[MalformedMessage]]:
         """Every message the buffered bytes complete, in order, and the errors of the
         malformed frames among them (consumed; the caller decides what they cost the peer):
         the fast way to read.
 
-        ``tails``, if given, gets one item per message returned: for an envelope read in
-        the encoder's form without a trace, the tail of its frame (see ``WireCodec.relay``),
-        so that a node forwarding it sends those bytes on instead of encoding them again;
-        None for anything else.
+        ``starts``, if given, gets one item per message returned: for an envelope read in
+        the encoder's form without a trace, where its frame starts in ``last_read`` (see
+        ``WireCodec.relay``), so that a node forwarding it sends those bytes on instead of
+        encoding them again; None for anything else.
 
         An oversized length prefix ends the list; the call that meets it first raises
         ``FrameTooLarge`` (and the decoder is closed), so the messages before it are never
@@ -656,6 +673,7 @@ class MessageDecoder:
         data = frames._complete()
         if data is None:
             return [], _NO_ERRORS
+        self.last_read = data
         codec = self.codec
         decode = codec.decode
         # Narrow key spaces, whose ids need a range check, never match: always through decode.
@@ -668,18 +686,18 @@ class MessageDecoder:
         unpack_len = _LEN.unpack_from
         # Payload offsets in the frame after a bin8 or bin16 tag.
         end8 = HEADER + codec._env_tag + 2
-        body8 = end8 - HEADER  # body bytes before a bin8 payload
         # A frame of the encoder's form is that many bytes longer than its payload (the nil
-        # after it included): tested on the small difference, no big offsets computed.
-        over8, over16 = body8 + 1, body8 + 2
+        # after it included): tested on the small difference, no big offsets computed. (So
+        # a frame that passes is long enough to hold the head read with it.)
+        over8 = end8 - HEADER + 1
+        over16 = over8 + 1
         unknown = ~F_KNOWN
         max_payload = codec.max_payload
         max_frame = frames.max_frame
         new, fb = _new_envelope, int.from_bytes
         out: list[Message] = []
         push = out.append
-        keep = tails.append if tails is not None else None
-        tail_at = RELAY_TAIL_AT
+        keep = starts.append if starts is not None else None
         errors: list[MalformedMessage] = _NO_ERRORS
         size = len(data)
         last_head = size - head_size  # the last offset a whole envelope head fits at
@@ -692,7 +710,7 @@ class MessageDecoder:
             # read right here (as WireCodec._envelope_in would read it); anything else,
             # including every error, goes through decode.
             if i <= last_head:
-                n, pre, msg_id, ttl, hops, flags, ob, db, tag = unpack_head(data, i)
+                n, pre, msg_id, ttl, hops, flags, ob, db, tag, p = unpack_head(data, i)
             elif size - i >= HEADER:
                 n = unpack_len(data, i)[0]
                 pre = None
@@ -701,19 +719,18 @@ class MessageDecoder:
             e = i + HEADER + n
             if e > size or n > max_frame:
                 break  # incomplete, or too large: raised by the next call, which starts there
-            if pre == prefix and n > body8 and not flags & unknown:
-                q = i + end8
-                if tag == 0xC4:
-                    p = data[q - 1]
+            if pre == prefix and not flags & unknown:
+                if tag == 0xC4:  # p: the payload's length
+                    q = i + end8
                     ok = n - p == over8 and p <= max_payload
-                    whole = True  # (bin8 is the encoder's form for any payload it can hold)
-                elif tag == 0xC5:
-                    q += 1
-                    p = (data[q - 2] << 8) | data[q - 1]
+                    start = i  # (bin8 is the encoder's form for any payload it can hold)
+                elif tag == 0xC5:  # p: the high byte of the payload's length
+                    q = i + end8 + 1
+                    p = (p << 8) | data[q - 1]
                     ok = n - p == over16 and p <= max_payload
                     # (a bin16 tag on a payload under 256 bytes is valid, but not the
                     # encoder's form: such an envelope is encoded afresh when forwarded)
-                    whole = p > 255
+                    start = i if p > 255 else None
                 else:
                     ok = False
                 if ok and data[e - 1] == 0xC0:
@@ -722,7 +739,7 @@ class MessageDecoder:
                     push(new(Envelope, (msg_id, origin, fb(db, "big"), ttl, hops, flags,
                                         data[q : e - 1], ())))
                     if keep is not None:
-                        keep(data[i + tail_at : e] if whole else None)
+                        keep(start)
                     i = e
                     continue
             s = i + HEADER

@@ -49,7 +49,7 @@ class PeerLink:
         self.malformed = 0
         self.remote = remote  # the socket's peer address, for logs
         self.frames_in = 0
-        self.frames_out = 0
+        self.frames_out = 0  # queued to go out here (by LiveNode._route_outputs)
         self.sends = 0
         self.redial = False  # this dial replaces a link that failed with frames pending
         self.congested = False
@@ -105,7 +105,6 @@ class PeerLink:
                 data = b"".join(buf) if len(buf) > 1 else buf[0]
             await stream.send_all(data)
             self.queued -= len(data)
-            self.frames_out += len(buf)
             self.sends += 1
             self.last_write = trio.current_time()
             if self.congested:

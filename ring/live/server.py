@@ -1,7 +1,7 @@
 """A live ring node: the sans-IO ``RingNode`` driven by trio over (mutual TLS) TCP links.
 
 The shell only moves bytes and time. Per link, one task reads bytes into a MessageDecoder and
-feeds all that a read completed to ``core.handle_messages(peer, msgs, now, tails)``; after each
+feeds all that a read completed to ``core.handle_messages(peer, msgs, now, starts, data)``; after each
 read the core's outputs are encoded into per-peer send buffers (the envelopes it forwards come
 out as frames already, relayed from the ones read), each drained by the link's single
 writer (``PeerLink.write_loop``), which coalesces whatever accumulated into one send. One
@@ -57,7 +57,7 @@ from ..events import (
 from ..identity import NodeIdentity
 from ..messages import Envelope, Hello, Message, NodeRef
 from ..node import NodeState, RingNode
-from ..wire import HEADER, FrameTooLarge, MalformedMessage, MessageDecoder, WireCodec
+from ..wire import FrameTooLarge, MalformedMessage, MessageDecoder, RelayedFrames, WireCodec
 from .addr import format_hostport, is_wildcard, parse_hostport
 from .limits import LiveLimits
 from .link import LinkState, PeerLink
@@ -329,10 +329,10 @@ class LiveNode:
                 core.custody_count < self.limits.origin_custody:
             self._capacity.set()
 
-    def _route_outputs(self, outs: list[tuple[NodeRef, Message | list[bytes]]]
+    def _route_outputs(self, outs: Sequence[tuple[NodeRef, Message | RelayedFrames]]
                        ) -> list[Message] | None:
         """Encode each output onto its peer's link (dialing on demand); returns the messages
-        addressed to this node itself, if any. An output that is a list holds relayed
+        addressed to this node itself, if any. A RelayedFrames output holds relayed
         envelope frames (see ``RingNode.handle_messages``), queued as they are."""
         if not outs:
             return None
@@ -343,21 +343,26 @@ class LiveNode:
         link: PeerLink | None = None
         push = extend = None
         size = 0  # bytes appended to link since it was looked up (added to its queue at once)
+        count = 0  # and frames
         touched: list[PeerLink] = []
         local: list[Message] | None = None
         for ref, msg in outs:
             if ref is not last_ref:  # the core addresses a run of outputs with one NodeRef
                 if link is not None:
                     link.queued += size
-                    size = 0
+                    link.frames_out += count
+                    size = count = 0
                 rid = ref.id
                 link = links.get(rid)
                 if link is None:
                     if rid == me:
                         if local is None:
                             local = []
-                        if type(msg) is list:
-                            local.extend(self.codec.decode(f[HEADER:]) for f in msg)
+                        if type(msg) is RelayedFrames:
+                            dec = MessageDecoder(self.codec)
+                            for part in msg:
+                                dec.feed(part)
+                            local.extend(dec.messages()[0])
                         else:
                             local.append(msg)
                         last_ref = None
@@ -367,15 +372,18 @@ class LiveNode:
                     touched.append(link)
                 push, extend = link.buf.append, link.buf.extend
                 last_ref = ref
-            if type(msg) is list:
+            if type(msg) is RelayedFrames:
                 extend(msg)
                 size += sum(map(len, msg))
+                count += msg.frames
             else:
                 frame = enc(msg)
                 push(frame)
                 size += len(frame)
+                count += 1
         if link is not None:
             link.queued += size
+            link.frames_out += count
         lim = self.limits
         for link in touched:
             link.wake.set()
@@ -829,9 +837,9 @@ class LiveNode:
         now = trio.current_time()
         reason = ""
         for _ in range(2):  # a second round only meets an oversized frame, if one follows
-            tails: list[bytes | None] = []  # forwarded envelopes are relayed, not re-encoded
+            starts: list[int | None] = []  # forwarded envelopes are relayed, not re-encoded
             try:
-                msgs, errors = dec.messages(tails)
+                msgs, errors = dec.messages(starts)
             except FrameTooLarge as exc:
                 log_event(log, WARNING, "peer_dropped", node=self._short(),
                           peer=self._ref_str(peer), reason="frame too large", detail=str(exc))
@@ -844,7 +852,7 @@ class LiveNode:
                     break
             if not msgs:
                 break
-            core.handle_messages(peer, msgs, now, tails)
+            core.handle_messages(peer, msgs, now, starts, dec.last_read)
             if not dec.frames.buffered:
                 break
         self._after(now)

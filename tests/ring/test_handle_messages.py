@@ -10,7 +10,7 @@ from ring.config import RingConfig
 from ring.messages import (Ack, AckKind, Envelope, Flags, Leave, Neighbours, NodeRef, Notify,
                            Ping, envelope_key)
 from ring.node import RingNode
-from ring.wire import MessageDecoder, shared_codec
+from ring.wire import FrameDecoder, MessageDecoder, RelayedFrames, frame, shared_codec
 
 CFG = RingConfig(expected_nodes=8, max_custody=6)
 M = CFG.space.modulus
@@ -76,19 +76,32 @@ def test_a_batch_has_the_effect_of_its_messages_one_by_one(batches):
 
 
 def _read(msgs):
-    """``msgs`` as a live link reads them: encoded, then decoded with their tails."""
+    """``msgs`` as a live link reads them: encoded, then decoded with where their frames
+    start, and the bytes they were read from (handle_messages' last two arguments)."""
     dec = MessageDecoder(shared_codec(CFG.space))
     dec.feed(b"".join(dec.codec.encode_frame(m) for m in msgs))
-    tails: list = []
-    got, errors = dec.messages(tails)
-    assert got == msgs and not errors
-    return tails
+    starts: list = []
+    got, errors = dec.messages(starts)
+    assert got == msgs and not errors and len(starts) == len(msgs)
+    return starts, dec.last_read
+
+
+def _split(run):
+    """The frames of a RelayedFrames, one by one (as bytes), checking its frame count."""
+    dec = FrameDecoder()
+    for part in run:
+        dec.feed(part)
+    frames = []
+    while (body := dec.next_frame()) is not None:
+        frames.append(frame(body))
+    assert dec.buffered == 0 and len(frames) == run.frames
+    return frames
 
 
 def _encoded(outs, codec):
-    """Outputs as frames, one per message (a run of relayed frames is a list of them)."""
+    """Outputs as frames, one per message (a run of relayed frames holds several)."""
     return [(dest, f) for dest, m in outs
-            for f in (m if type(m) is list else [codec.encode_frame(m)])]
+            for f in (_split(m) if type(m) is RelayedFrames else [codec.encode_frame(m)])]
 
 
 @settings(max_examples=300, deadline=None)
@@ -98,7 +111,7 @@ def test_relayed_frames_are_the_encoded_forwarded_envelopes(batches):
         n.handle_messages(sender, msgs, now)
 
     def relay(n, sender, msgs, now):
-        n.handle_messages(sender, msgs, now, _read(msgs))
+        n.handle_messages(sender, msgs, now, *_read(msgs))
 
     _assert_alike(_node(), plain, _node(), relay, batches)
 
@@ -152,11 +165,12 @@ def test_the_short_path_relays_frames_and_custody_keeps_the_envelopes():
     plain, relay = _node(cfg), _node(cfg)
     envs = [Envelope(i, A.id, C.id + 7, 9, 1, 0, b"x" * i) for i in range(300)]
     plain.handle_messages(A, envs, 1.0)
-    relay.handle_messages(A, envs, 1.0, _read(envs))
+    relay.handle_messages(A, envs, 1.0, *_read(envs))
     out = list(relay.take_outputs())
-    assert out[0][0] == C and len(out[0][1]) == 300  # one run of relayed frames to C
+    # One run of relayed frames to C, all in one stretch of the read.
+    assert out[0][0] == C and out[0][1].frames == 300 and len(out[0][1]) == 1
     assert _encoded(out, relay.codec) == _encoded(plain.take_outputs(), plain.codec)
-    assert relay.codec.decode(out[0][1][299][4:]) == envs[299]._replace(ttl=8, hops=2)
+    assert relay.codec.decode(_split(out[0][1])[299][4:]) == envs[299]._replace(ttl=8, hops=2)
     assert relay._custody.get(envelope_key(A.id, 5)).envelope is envs[5]
     # No receipt from C: the envelopes are re-routed (to D), encoded afresh from custody.
     relay.handle_timer(1.0 + cfg.ack_timeout)
@@ -170,7 +184,7 @@ def test_a_hop_count_at_its_limit_stays_there():
     one, many = _node(), _node()
     env = Envelope(1, A.id, C.id + 7, 9, 255, 0, b"x")
     one.handle_message(A, env, 1.0)
-    many.handle_messages(A, [env], 1.0, _read([env]))
+    many.handle_messages(A, [env], 1.0, *_read([env]))
     outs = list(many.take_outputs())
     assert outs == list(one.take_outputs())
     fwd = outs[0][1]
@@ -209,7 +223,7 @@ def test_spans_that_wrap_past_zero_are_told_alike(i, batches):
             n.handle_message(sender, msg, now)
 
     def batched(n, sender, msgs, now):
-        n.handle_messages(sender, msgs, now, _read(msgs))
+        n.handle_messages(sender, msgs, now, *_read(msgs))
 
     _assert_alike(_node_at(i), one_by_one, _node_at(i), batched, batches)
 
@@ -218,11 +232,11 @@ def test_the_short_path_across_zero():
     d, a = _node_at(3), _node_at(0)
     # D's successor span (D, A] wraps: key 1 goes to A as the final hop, on the short path.
     env = Envelope(1, C.id, 1, 9, 1, 0, b"x")
-    d.handle_messages(C, [env], 1.0, _read([env]))
-    (to, frames), _ = d.take_outputs()
-    assert to == A and d.codec.decode(frames[0][4:]) == env._replace(ttl=8, hops=2,
-                                                                      flags=int(Flags.FINAL))
+    d.handle_messages(C, [env], 1.0, *_read([env]))
+    (to, run), _ = d.take_outputs()
+    assert to == A and d.codec.decode(_split(run)[0][4:]) == env._replace(
+        ttl=8, hops=2, flags=int(Flags.FINAL))
     # A's own span (D, A] wraps too: key M - 1 is delivered there, not forwarded.
     env = Envelope(2, C.id, M - 1, 9, 1, 0, b"y")
-    a.handle_messages(C, [env], 1.0, _read([env]))
+    a.handle_messages(C, [env], 1.0, *_read([env]))
     assert a.stats.delivered == 1 and a.stats.forwarded == 0

@@ -405,3 +405,22 @@ def test_a_joining_node_takes_its_successors_fingers_as_hints_instead_of_looking
     assert c.run_until(c.fingers_correct, timeout=120)
     # Checks (and the odd walk back) corrected the hints; lookups were the exception.
     assert len(lookups) < known
+
+
+def test_custody_queues_taken_for_many_envelopes_and_tidied():
+    # handle_messages holds a read's envelopes through the queues themselves: what it puts
+    # there is held like what add holds, and queues taken for nothing are dropped again.
+    from ring.custody import CustodyStore, Held
+
+    store, hop = CustodyStore(), NodeRef(1, "a")
+    sent, acked = store.queues()
+    assert sent == {} and acked == {}
+    store.tidy()
+    assert store.next_deadline() is None and store.queues()[0] is not sent
+    sent, acked = store.queues()
+    sent[7] = Held(Envelope(7, 9, 5, 9, 0, 0, b""), (), hop, 3.0)
+    store.count += 1
+    store.tidy()
+    assert store.next_deadline() == 3.0 and store.held_by(1) == [7]
+    assert not store.add(7, Held(Envelope(7, 9, 5, 9, 0, 0, b""), ()))
+    assert store.pop_done(7, 1) is not None and len(store) == 0

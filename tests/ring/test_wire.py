@@ -354,22 +354,27 @@ def test_a_short_frame_that_starts_like_an_envelope_is_read_safely():
 def test_a_relayed_frame_is_the_encoding_of_the_forwarded_envelope(parts, data):
     dec = MessageDecoder(CODEC)
     dec.feed(b"".join(CODEC.encode_frame(m) for m in parts))
-    tails: list = []
-    msgs, errors = dec.messages(tails)
-    assert msgs == parts and errors == [] and len(tails) == len(msgs)
-    for msg, tail in zip(msgs, tails):
+    starts: list = []
+    msgs, errors = dec.messages(starts)
+    assert msgs == parts and errors == [] and len(starts) == len(msgs)
+    read = dec.last_read
+    for msg, start in zip(msgs, starts):
         if type(msg) is not Envelope or msg.trace:
-            assert tail is None
+            assert start is None
             continue
-        assert tail is not None
+        assert start is not None
+        # The frame is where the decoder says, as long as the codec says.
+        n = len(msg.payload)
+        end = start + CODEC.relay_over + n + (n > 255)
+        assert read[start:end] == CODEC.encode_frame(msg)
         ttl, hops, fl = data.draw(u8), data.draw(u8), data.draw(flags)
         fwd = msg._replace(ttl=ttl, hops=hops, flags=int(fl))
-        assert CODEC.relay(tail, msg.msg_id, ttl, hops, int(fl)) == CODEC.encode_frame(fwd)
+        assert CODEC.relay(read[start:end], ttl, hops, int(fl)) == CODEC.encode_frame(fwd)
 
 
-def test_an_envelope_in_another_form_has_no_tail_and_is_encoded_afresh():
+def test_an_envelope_in_another_form_has_no_start_and_is_encoded_afresh():
     # A valid bin16 length code on a short payload is not the encoder's form: relaying its
-    # tail would forward that form, so the decoder gives none.
+    # frame would forward that form, so the decoder marks none.
     env = Envelope(7, 1, 2, 9, 0, 0, b"<message/>")
     body = CODEC.encode(env)
     tag_at = len(body) - len(env.payload) - 3
@@ -377,11 +382,13 @@ def test_an_envelope_in_another_form_has_no_tail_and_is_encoded_afresh():
     other = body[:tag_at] + b"\xc5\x00" + body[tag_at + 1 :]
     dec = MessageDecoder(CODEC)
     dec.feed(frame(other) + CODEC.encode_frame(env) + CODEC.encode_frame(Ping(3)))
-    tails: list = []
-    msgs, errors = dec.messages(tails)
+    starts: list = []
+    msgs, errors = dec.messages(starts)
     assert msgs == [env, env, Ping(3)] and errors == []
-    assert tails[0] is None and tails[2] is None
-    assert CODEC.relay(tails[1], 7, 9, 0, 0) == CODEC.encode_frame(env)
+    assert starts[0] is None and starts[2] is None
+    good = CODEC.encode_frame(env)
+    assert starts[1] == len(other) + 4
+    assert CODEC.relay(dec.last_read[starts[1] : starts[1] + len(good)], 9, 0, 0) == good
 
 
 @pytest.mark.parametrize("msg_ids, records", [

@@ -10,7 +10,8 @@ from ring.live.cluster import LocalCluster, fast_config
 from ring.live.limits import LiveLimits
 from ring.live.link import LinkState
 from ring.live.server import LiveNode
-from ring.messages import Ping
+from ring.messages import Envelope, NodeRef, Ping
+from ring.wire import RelayedFrames
 
 from .livehelp import closed_by_peer
 
@@ -75,3 +76,16 @@ async def test_links_beyond_the_cap_are_refused(caplog):
             for s in held:
                 await s.aclose()
             nursery.cancel_scope.cancel()
+
+
+def test_relayed_frames_addressed_to_the_node_itself_are_read_back_as_messages():
+    # A run of relayed frames is views of the read they came in, several frames to a view:
+    # to the node itself (no link), they are split and decoded, in order.
+    node = LiveNode(node_id=5, seed=1)
+    envs = [Envelope(i, 7, 9, 3, 1, 0, b"x" * (i * 200)) for i in range(3)]
+    frames = [node.codec.encode_frame(e) for e in envs]
+    run = RelayedFrames()
+    run.append(memoryview(bytearray(b"".join(frames[:2]))))
+    run.append(memoryview(frames[2]))
+    run.frames = 3
+    assert node._route_outputs([(NodeRef(5, "127.0.0.1:1"), run)]) == envs  # noqa: SLF001
