@@ -265,12 +265,18 @@ class RoutingTable:
     def remove(self, node_id: int) -> bool:
         """Forget a node everywhere (it is suspected dead or left). True if successor changed."""
         old = self.successor
-        if any(s.id == node_id for s in self.successors):
-            self.successors = tuple(s for s in self.successors if s.id != node_id)
+        # Both tables are ordered by distance, and the fingers' distances are at hand as
+        # numbers in an array: the node's distance rules most of them out before any entry
+        # is read (each entry read is a NodeRef, and its id, somewhere in memory).
+        d = self.distance(node_id)
+        succs = self.successors
+        if (succs and d <= self.distance(succs[-1].id)
+                and any(s.id == node_id for s in succs)):
+            self.successors = tuple(s for s in succs if s.id != node_id)
             self.successor = self.successors[0] if self.successors else None
         if self.predecessor is not None and self.predecessor.id == node_id:
             self.predecessor = None
-        if any(f.id == node_id for f in self._fr):
+        if (d >> self._shift) in self._f_hi and any(f.id == node_id for f in self._fr):
             # (by position: mypyc cannot zip a bytearray, see ring.compiled)
             fi, fr, hi = self._fi, self._fr, self._f_hi
             keep = [k for k in range(len(fr)) if fr[k].id != node_id]

@@ -39,8 +39,8 @@ Event = tuple[float, int, Handler, Any, Any, Any]
 class Kernel:
     """Virtual time and the pending events, nothing else. See the module docstring."""
 
-    __slots__ = ("now", "events_run", "max_events", "_seq", "_span", "_horizon", "_run",
-                 "_pos", "_heap", "_buckets", "_bucket_keys")
+    __slots__ = ("now", "events_run", "max_events", "_seq", "_span", "_per_span", "_horizon",
+                 "_run", "_pos", "_heap", "_buckets", "_bucket_keys")
 
     def __init__(self, *, max_events: int = 2_000_000_000, bucket_span: float = 1 / 128) -> None:
         if max_events < 1:
@@ -54,6 +54,7 @@ class Kernel:
         self.max_events = max_events
         self._seq = 0
         self._span = bucket_span
+        self._per_span = 1.0 / bucket_span
         self._horizon = bucket_span  # the end of the window being read (k * span)
         self._run: list[Event] = []  # the window's bucket, sorted; read from _pos on
         self._pos = 0
@@ -73,7 +74,7 @@ class Kernel:
         if t < self._horizon:
             heapq.heappush(self._heap, (t, self._seq, fn, a, b, c))
             return
-        k = int(t // self._span)
+        k = int(t * self._per_span)  # (t >= 0, and 1/span a power of two: exact)
         bucket = self._buckets.get(k)
         if bucket is None:
             self._buckets[k] = [(t, self._seq, fn, a, b, c)]
