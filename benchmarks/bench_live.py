@@ -391,8 +391,10 @@ def main(argv: list[str] | None = None) -> int:
         raw_rate, raw_cpu = raw_ceiling(files["A"], args.seconds, frame, per_send)
 
     b = full["B"]
+    from ring.compiled import describe
+
     print(f"machine: {os.cpu_count()} cores (shared), Python {sys.version.split()[0]}; "
-          f"3 node processes + this one")
+          f"3 node processes + this one; {describe()}")
     print(f"chain A -> B -> C, mutual TLS 1.3 on loopback, {args.payload}-byte stanzas, "
           f"{args.seconds:g} s per phase")
     print(f"  full load: B forwarded {b['forwarded']:,.0f} stanzas/s "

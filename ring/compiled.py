@@ -34,6 +34,7 @@ MODULES = (
     "ring.custody",
     "ring.routing",
     "ring.node",
+    "ring.wire",
     "simulations.kernel",
     "simulations.network",
     "simulations.driver",

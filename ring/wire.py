@@ -41,6 +41,12 @@ from typing import Any
 
 import msgpack
 
+from .frames import RelayedFrames as RelayedFrames
+from .wire_errors import DecoderClosed as DecoderClosed
+from .wire_errors import FrameTooLarge as FrameTooLarge
+from .wire_errors import MalformedMessage as MalformedMessage
+from .wire_errors import UnsupportedVersion as UnsupportedVersion
+from .wire_errors import WireError as WireError
 from .keyspace import KeySpace
 from .messages import (
     WIRE_VERSION,
@@ -81,39 +87,6 @@ _ACK_KINDS = frozenset(int(k) for k in AckKind)
 # length, the body's prefix (5 bytes) and msg_id (8). A relay changes these three bytes
 # and nothing else (WireCodec.relay).
 RELAY_TTL_AT = HEADER + 5 + 8
-
-
-class RelayedFrames(list):  # type: ignore[type-arg]
-    """Envelope frames relayed to one hop, as ``RingNode.handle_messages`` outputs them:
-    byte strings (views of the read they came in), each one or more whole frames back to
-    back, to be sent as they are; ``frames`` counts the frames. (Here, not in the node
-    module: a compiled module cannot define a subclass of list.)"""
-
-    __slots__ = ("frames",)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.frames = 0
-
-
-class WireError(Exception):
-    """The peer sent bytes that are not a valid ringmesh frame (a remote error)."""
-
-
-class FrameTooLarge(WireError):
-    pass
-
-
-class MalformedMessage(WireError):
-    pass
-
-
-class UnsupportedVersion(MalformedMessage):
-    pass
-
-
-class DecoderClosed(RuntimeError):
-    """Local misuse: the decoder already failed fatally and must not be fed again."""
 
 
 class MessageType(enum.IntEnum):
@@ -224,7 +197,7 @@ class WireCodec:
         out[RELAY_TTL_AT : RELAY_TTL_AT + 3] = bytes((ttl, hops, flags))
         return bytes(out)
 
-    def _to_list(self, msg: Message) -> list[Any]:
+    def _to_list(self, msg: Any) -> list[Any]:  # (Any: the type tests below do not narrow)
         v = WIRE_VERSION
         i = self._id
         t = type(msg)
@@ -574,7 +547,7 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self.closed:
             raise DecoderClosed("frame decoder closed after a fatal framing error")
         if self._pos and self._pos >= len(self._buf) // 2:
@@ -645,7 +618,7 @@ class MessageDecoder:
     def closed(self) -> bool:
         return self.frames.closed
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         self.frames.feed(data)
 
     def next_message(self) -> Message | None:
@@ -723,7 +696,7 @@ class MessageDecoder:
                 if tag == 0xC4:  # p: the payload's length
                     q = i + end8
                     ok = n - p == over8 and p <= max_payload
-                    start = i  # (bin8 is the encoder's form for any payload it can hold)
+                    start: int | None = i  # (bin8 is the encoder's form for any payload it can hold)
                 elif tag == 0xC5:  # p: the high byte of the payload's length
                     q = i + end8 + 1
                     p = (p << 8) | data[q - 1]
