@@ -54,43 +54,24 @@ class PairwiseUniform:
     """A fixed delay per unordered pair, uniform in [lo, hi] ms, computed from a 64-bit mix
     of (seed, pair): no table, so it scales to any number of nodes."""
 
-    __slots__ = ("lo", "span", "salt", "_seen", "_cap")
+    __slots__ = ("lo", "span", "salt")
 
-    def __init__(self, lo_ms: float, hi_ms: float, *, seed: int = 0,
-                 remember: int = 1 << 19) -> None:
+    def __init__(self, lo_ms: float, hi_ms: float, *, seed: int = 0) -> None:
         if not 0 <= lo_ms <= hi_ms:
             raise ValueError("uniform latency needs 0 <= lo <= hi")
-        if remember < 0:
-            raise ValueError("remember must be >= 0")
         self.lo = lo_ms / 1000.0
         self.span = (hi_ms - lo_ms) / 1000.0
         self.salt = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _M64
-        # The delays of recent pairs, forgotten all at once when ``remember`` are kept (about
-        # 50 MB at the default): a ring's maintenance asks for the same pairs every round,
-        # and the mix takes 64-bit products, big numbers to Python, several times the cost
-        # of a look-up. The values are the same either way.
-        self._seen: dict[int, float] = {}
-        self._cap = remember
 
     def latency(self, a: int, b: int) -> float:
         if a == b:
             return 0.0
         if a > b:
             a, b = b, a
-        pair = (a << 32) | b if b < 0x100000000 else -1
-        seen = self._seen
-        v = seen.get(pair)
-        if v is not None:
-            return v
         x = (a * 0xBF58476D1CE4E5B9 ^ b * 0x94D049BB133111EB ^ self.salt) & _M64
         x = ((x ^ (x >> 31)) * 0xD6E8FEB86659FD93) & _M64
         x ^= x >> 32
-        v = self.lo + self.span * ((x & 0xFFFFFFFF) / 4294967296.0)
-        if pair >= 0 and self._cap:
-            if len(seen) >= self._cap:
-                seen.clear()
-            seen[pair] = v
-        return v
+        return self.lo + self.span * ((x & 0xFFFFFFFF) / 4294967296.0)
 
 
 class Euclidean:

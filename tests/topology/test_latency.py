@@ -32,20 +32,6 @@ def test_pairwise_uniform_is_fixed_symmetric_and_uniform():
     assert PairwiseUniform(10, 50, seed=8).latency(a, b) != m.latency(a, b)
 
 
-def test_pairwise_uniform_remembers_pairs_without_changing_a_delay():
-    """Remembered delays (forgotten all at once when the store is full) are the delays."""
-    plain = PairwiseUniform(10, 100, seed=5, remember=0)
-    small = PairwiseUniform(10, 100, seed=5, remember=50)
-    rng = random.Random(2)
-    asked = [(rng.randrange(300), rng.randrange(300)) for _ in range(3000)]
-    asked += [(1 << 33, 7), (7, 1 << 33)]  # beyond what a pair's number holds: not kept
-    for a, b in asked + asked[::-1]:
-        assert small.latency(a, b) == plain.latency(a, b)
-    assert 0 < len(small._seen) <= 50 and not plain._seen
-    with pytest.raises(ValueError, match="remember"):
-        PairwiseUniform(10, 100, remember=-1)
-
-
 def test_constant_and_euclidean():
     assert ConstantLatency(25).latency(1, 2) == 0.025
     e = Euclidean(span_ms=100, base_ms=1, seed=3)
