@@ -9,7 +9,7 @@ claim to speak for another.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 WIRE_VERSION = 2
@@ -25,6 +25,10 @@ _set = object.__setattr__
 class NodeRef:
     id: int
     addr: str
+    # A driver's own number for the node (the simulator's index of it; -1: none). Not part
+    # of the reference: never compared, hashed or sent. It spares the simulator a look-up
+    # by address for every message it carries.
+    slot: int = field(default=-1, compare=False, repr=False)
 
 
 class Flags(enum.IntFlag):

@@ -146,7 +146,7 @@ class Simulation:
         while node_id in self.by_id:  # astronomically rare, but ids must be unique
             node_id = self._new_id()
         # One codec for all cores: a WireCodec owns a msgpack Packer with a 256 KB buffer.
-        node = RingNode(NodeRef(node_id, f"s{i}"), self.config, rng=self._core_rng,
+        node = RingNode(NodeRef(node_id, f"s{i}", i), self.config, rng=self._core_rng,
                         msg_id_base=i << 20, codec=self._codec)
         self.nodes.append(node)
         self.refs.append(node.me)  # the core's own copy, so only one NodeRef per node lives

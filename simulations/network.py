@@ -18,6 +18,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from ring.messages import NodeRef
 from topology.latency import LatencyModel
 
 from .kernel import Kernel
@@ -73,8 +74,9 @@ class SimNetwork:
     def carry(self, src: int, sender: Any, out: Any, index: dict[str, int] | None = None) -> None:
         """Carry every ``(dest, msg)`` of ``out`` from ``src`` (whose NodeRef is ``sender``).
 
-        ``dest`` is a node index, or with ``index`` a NodeRef whose address ``index`` maps
-        to one (an address it lacks is no node of the run: its mail is dropped uncounted).
+        ``dest`` is a node index, or with ``index`` a NodeRef: its ``slot``, or else the
+        index its address maps to (an address ``index`` lacks is no node of the run: its
+        mail is dropped uncounted).
         One call per batch: this runs for every message of a simulation.
         """
         bt = self._by_type
@@ -88,9 +90,13 @@ class SimNetwork:
             if index is None:
                 dst = dest
             else:
-                dst = index.get(dest.addr)
-                if dst is None:
-                    continue
+                ref: NodeRef = dest
+                dst = ref.slot  # (the driver's refs carry their index; decoded ones do not)
+                if dst < 0:
+                    found = index.get(ref.addr)
+                    if found is None:
+                        continue
+                    dst = found
             kind = type(msg)
             bt[kind] = bt.get(kind, 0) + 1
             if not up[dst]:

@@ -66,3 +66,18 @@ def test_loss_rate_close_to_configured():
 def test_bad_loss_rejected():
     with pytest.raises(ValueError):
         make(loss=1.0)
+
+
+def test_node_refs_are_carried_to_their_slot_or_else_by_address():
+    from ring.messages import NodeRef
+
+    k, net, got = make()
+    by_addr = {"s1": 1, "s3": 3}
+    out = [(NodeRef(7, "s2", 2), "to the slot"), (NodeRef(9, "s3"), "by address"),
+           (NodeRef(5, "gone"), "nowhere")]
+    net.carry(0, "n0", out, by_addr)
+    k.run(1.0)
+    assert sorted((j, m) for _, j, _, m in got) == [(2, "to the slot"), (3, "by address")]
+    # The slot is the driver's bookkeeping, not part of the reference.
+    assert NodeRef(7, "s2", 2) == NodeRef(7, "s2") and hash(NodeRef(7, "s2", 2)) == hash(NodeRef(7, "s2"))
+    assert "slot" not in repr(NodeRef(7, "s2", 2))
