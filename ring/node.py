@@ -25,7 +25,7 @@ import heapq
 import itertools
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Final
 
@@ -1262,10 +1262,8 @@ class RingNode:
             rpc = self._rpcs.get(req) if self._rpcs is not None else None
             if rpc is None or rpc.deadline != deadline:
                 continue
-            self._take_rpc(req)
+            self._take_rpc(req)  # (drops heap and table when nothing is left open)
             self._on_rpc_timeout(req, rpc, now)
-        if self._rpc_heap is not None and not self._rpc_heap and not self._rpcs:
-            self._rpcs = self._rpc_heap = None
 
     def _on_rpc_timeout(self, req: int, rpc: _Rpc, now: float) -> None:
         p = rpc.purpose

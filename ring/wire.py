@@ -42,11 +42,6 @@ from typing import Any
 import msgpack
 
 from .frames import RelayedFrames as RelayedFrames
-from .wire_errors import DecoderClosed as DecoderClosed
-from .wire_errors import FrameTooLarge as FrameTooLarge
-from .wire_errors import MalformedMessage as MalformedMessage
-from .wire_errors import UnsupportedVersion as UnsupportedVersion
-from .wire_errors import WireError as WireError
 from .keyspace import KeySpace
 from .messages import (
     WIRE_VERSION,
@@ -70,6 +65,11 @@ from .messages import (
     Ping,
     Pong,
 )
+from .wire_errors import DecoderClosed as DecoderClosed
+from .wire_errors import FrameTooLarge as FrameTooLarge
+from .wire_errors import MalformedMessage as MalformedMessage
+from .wire_errors import UnsupportedVersion as UnsupportedVersion
+from .wire_errors import WireError as WireError
 
 HEADER = 4
 DEFAULT_MAX_FRAME = 1 << 20  # 1 MiB, the stanza limit Prosody uses, plus headroom below it

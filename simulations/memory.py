@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes.util
 import os
 import sys
-from collections.abc import Sequence
 from typing import NoReturn
 
 CHOICES = ("auto", "pymalloc", "mimalloc")
@@ -74,7 +73,7 @@ def wanted(choice: str) -> str:
     return choice
 
 
-def ensure(choice: str, argv: Sequence[str] | None = None) -> None:
+def ensure(choice: str) -> None:
     """Make this process run on the allocator ``choice``, starting it again if need be.
 
     Returns when the process already runs on it (or when it is ``pymalloc``: a process never
@@ -92,12 +91,13 @@ def ensure(choice: str, argv: Sequence[str] | None = None) -> None:
     if lib is None:
         raise SystemExit("mimalloc is not installed (Debian: apt-get install libmimalloc2.0); "
                          "use --malloc pymalloc")
-    _restart(mimalloc_environment(lib), argv)
+    _restart(mimalloc_environment(lib))
 
 
-def _restart(extra: dict[str, str], argv: Sequence[str] | None) -> NoReturn:
+def _restart(extra: dict[str, str]) -> NoReturn:
+    """This very command again, with ``extra`` in its environment."""
     env = {**os.environ, **extra}
-    args = list(argv) if argv is not None else [sys.executable, *sys.orig_argv[1:]]
+    args = [sys.executable, *sys.orig_argv[1:]]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(args[0], args, env)
