@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..debian import apt_install
+
 STARTUP_TIMEOUT = 20.0
 
 
@@ -32,11 +34,7 @@ def ensure_installed(command: str, package: str) -> str:
     found = shutil.which(command) or (f"/usr/sbin/{command}" if os.path.exists(f"/usr/sbin/{command}") else None)
     if found:
         return found
-    if os.geteuid() != 0:
-        raise RuntimeError(f"{command} is missing and installing {package} needs root")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=300)
-    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env, capture_output=True, timeout=600)
+    apt_install(package)
     # Packages start system-wide services where systemd runs: we want private instances only.
     for unit in (package,):
         subprocess.run(["systemctl", "disable", "--now", unit], capture_output=True, timeout=60)

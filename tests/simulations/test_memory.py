@@ -1,7 +1,6 @@
 """The allocator option: mimalloc on huge pages changes speed, never results."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,8 @@ import pytest
 
 from simulations import memory
 
+from ..debian import apt_install
+
 from .test_scenarios import ROOT, SMALL
 
 
@@ -17,11 +18,7 @@ def mimalloc() -> str:
     """The mimalloc library, installed from Debian first if missing (the tests run as root)."""
     lib = memory.mimalloc_library()
     if lib is None:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True,
-                       timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "libmimalloc2.0"], check=True,
-                       env=env, capture_output=True, timeout=600)
+        apt_install("libmimalloc2.0")
         lib = memory.mimalloc_library()
     assert lib is not None, "libmimalloc2.0 installed, but no mimalloc library found"
     return lib
