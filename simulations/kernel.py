@@ -18,6 +18,11 @@ run as it is read. With the default span of 1/128 s and the usual latencies of s
 milliseconds that heap is nearly always empty. (One heap of all pending events was the
 first design: at 10^5 nodes every push and pop walked 17 levels of a heap no cache holds.)
 
+The buckets of the next ``slots`` windows (64 s by default: every message and maintenance
+timer of a simulation) sit in a ring of lists indexed by window number, so scheduling an
+event is an index and an append; windows further out wait in a dict, with a heap of their
+numbers, and join the ring's bucket of their window when the clock reaches it.
+
 The order is exactly that of a single heap ordered by (time, seq): a window's events all
 precede the next window's, and within a window the sorted run and the heap are merged by
 the same key.
@@ -40,31 +45,40 @@ class Kernel:
     """Virtual time and the pending events, nothing else. See the module docstring."""
 
     __slots__ = ("now", "events_run", "max_events", "_seq", "_span", "_per_span", "_horizon",
-                 "_run", "_pos", "_heap", "_buckets", "_bucket_keys")
+                 "_run", "_pos", "_heap", "_cur", "_slots", "_mask", "_in_slots", "_far",
+                 "_far_keys")
 
-    def __init__(self, *, max_events: int = 2_000_000_000, bucket_span: float = 1 / 128) -> None:
+    def __init__(self, *, max_events: int = 2_000_000_000, bucket_span: float = 1 / 128,
+                 slots: int = 8192) -> None:
         if max_events < 1:
             raise ValueError("max_events must be positive")
         if not (bucket_span > 0 and math.frexp(bucket_span)[0] == 0.5):
             # A power of two scales floats exactly: t // span and k * span never round, so
             # an event can never land on the wrong side of the horizon.
             raise ValueError("bucket_span must be a power of two (e.g. 0.25, 1.0, 4.0)")
+        if slots < 1 or slots & (slots - 1):
+            raise ValueError("slots must be a power of two")
         self.now = 0.0
         self.events_run = 0
         self.max_events = max_events
         self._seq = 0
         self._span = bucket_span
         self._per_span = 1.0 / bucket_span
-        self._horizon = bucket_span  # the end of the window being read (k * span)
+        self._cur = 0  # the number of the window being read
+        self._horizon = bucket_span  # its end ((cur + 1) * span): earlier events go to _heap
         self._run: list[Event] = []  # the window's bucket, sorted; read from _pos on
         self._pos = 0
         self._heap: list[Event] = []  # events scheduled into the window while it is read
-        self._buckets: dict[int, list[Event]] = {}  # later windows' events, unsorted
-        self._bucket_keys: list[int] = []  # heap of the numbers of non-empty buckets
+        # Window k's bucket, for cur < k < cur + slots, is _slots[k % slots] (None: empty).
+        self._slots: list[list[Event] | None] = [None] * slots
+        self._mask = slots - 1
+        self._in_slots = 0  # events waiting in _slots
+        self._far: dict[int, list[Event]] = {}  # buckets of windows further out, unsorted
+        self._far_keys: list[int] = []  # heap of their window numbers
 
     def __len__(self) -> int:
-        return (len(self._run) - self._pos + len(self._heap)
-                + sum(len(b) for b in self._buckets.values()))
+        return (len(self._run) - self._pos + len(self._heap) + self._in_slots
+                + sum(len(b) for b in self._far.values()))
 
     def at(self, t: float, fn: Handler, a: Any = None, b: Any = None, c: Any = None) -> None:
         """Run ``fn(a, b, c)`` at virtual time ``t`` (never earlier than now)."""
@@ -75,16 +89,38 @@ class Kernel:
             heapq.heappush(self._heap, (t, self._seq, fn, a, b, c))
             return
         k = int(t * self._per_span)  # (t >= 0, and 1/span a power of two: exact)
-        bucket = self._buckets.get(k)
-        if bucket is None:
-            self._buckets[k] = [(t, self._seq, fn, a, b, c)]
-            heapq.heappush(self._bucket_keys, k)
+        if k - self._cur <= self._mask:
+            i = k & self._mask
+            bucket = self._slots[i]
+            if bucket is None:
+                self._slots[i] = [(t, self._seq, fn, a, b, c)]
+            else:
+                bucket.append((t, self._seq, fn, a, b, c))
+            self._in_slots += 1
+            return
+        far = self._far.get(k)
+        if far is None:
+            self._far[k] = [(t, self._seq, fn, a, b, c)]
+            heapq.heappush(self._far_keys, k)
         else:
-            bucket.append((t, self._seq, fn, a, b, c))
+            far.append((t, self._seq, fn, a, b, c))
 
     def after(self, delay: float, fn: Handler, a: Any = None, b: Any = None,
               c: Any = None) -> None:
         self.at(self.now + delay, fn, a, b, c)
+
+    def _next_window(self) -> int:
+        """The number of the next window with events waiting (-1: none)."""
+        k = -1
+        if self._in_slots:
+            slots, mask = self._slots, self._mask
+            k = self._cur + 1
+            while slots[k & mask] is None:  # (ends within `slots` steps: one is not None)
+                k += 1
+        keys = self._far_keys
+        if keys and (k < 0 or keys[0] < k):
+            k = keys[0]
+        return k
 
     def next_time(self) -> float | None:
         run, pos, heap = self._run, self._pos, self._heap
@@ -93,9 +129,11 @@ class Kernel:
             return heap[0][0] if heap and heap[0][0] < t else t
         if heap:
             return heap[0][0]
-        if self._bucket_keys:
-            return min(self._buckets[self._bucket_keys[0]])[0]
-        return None
+        k = self._next_window()
+        if k < 0:
+            return None
+        events = list(self._slots[k & self._mask] or ()) + self._far.get(k, [])
+        return min(events)[0]
 
     def run(self, until: float, *, max_events: int | None = None) -> int:
         """Run every event due at or before ``until``; the clock ends at ``until``.
@@ -105,7 +143,6 @@ class Kernel:
         """
         heap = self._heap
         pop = heapq.heappop
-        keys = self._bucket_keys
         span = self._span
         limit = self.max_events if max_events is None else self.events_run + max_events
         n = self.events_run
@@ -131,14 +168,25 @@ class Kernel:
                         break
                     pop(heap)
                 else:
-                    if not keys or keys[0] * span > until:
+                    # The window is read: the next non-empty one, sorted, is the next.
+                    k = self._next_window()
+                    if k < 0 or k * span > until:
                         break
-                    # The window is read: the next non-empty bucket, sorted, is the next.
-                    k = pop(keys)
-                    run = self._buckets.pop(k)
+                    i = k & self._mask
+                    near = self._slots[i]
+                    if near is not None and k - self._cur <= self._mask:
+                        self._slots[i] = None
+                        self._in_slots -= len(near)
+                        run = near
+                    else:
+                        run = []
+                    if self._far_keys and self._far_keys[0] == k:
+                        pop(self._far_keys)
+                        run += self._far.pop(k)
                     run.sort()
                     self._run = run
                     pos, end = 0, len(run)
+                    self._cur = k
                     self._horizon = (k + 1) * span
                     continue
                 t, _, fn, a, b, c = ev

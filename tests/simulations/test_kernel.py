@@ -66,15 +66,19 @@ def test_bucket_span_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="power of two"):
         Kernel(bucket_span=0.3)
     Kernel(bucket_span=0.25)
+    with pytest.raises(ValueError, match="slots"):
+        Kernel(slots=6)
 
 
 @settings(max_examples=60, deadline=None)
 @given(plan=st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0, 2.0, 0.999, 3.75, 40.0, 1e-9]),
                                st.integers(0, 3)), min_size=1, max_size=60),
        span=st.sampled_from([0.25, 1.0, 4.0]),
+       slots=st.sampled_from([1, 2, 8, 8192]),
        stops=st.lists(st.floats(0, 200), max_size=4))
-def test_the_order_is_that_of_one_heap_over_time_and_insertion(plan, span, stops):
-    """Near events in the heap, far ones in buckets: the trace equals a plain heap's."""
+def test_the_order_is_that_of_one_heap_over_time_and_insertion(plan, span, slots, stops):
+    """Near events in the heap, later ones in the ring's buckets, far ones in the dict's:
+    the trace equals a plain heap's."""
     def trace(kernel_cls):
         k = kernel_cls()
         seen = []
@@ -90,6 +94,7 @@ def test_the_order_is_that_of_one_heap_over_time_and_insertion(plan, span, stops
             k.at(delay * (i % 3), ev, next(todo), depth)
         for until in sorted(stops):
             k.run(until)
+            seen.append(("pending", len(k), k.next_time()))
         k.run(10_000.0)
         return seen
 
@@ -104,6 +109,12 @@ def test_the_order_is_that_of_one_heap_over_time_and_insertion(plan, span, stops
         def after(self, d, fn, a=None, b=None, c=None):
             self.at(self.now + d, fn, a, b, c)
 
+        def __len__(self):
+            return len(self.heap)
+
+        def next_time(self):
+            return self.heap[0][0] if self.heap else None
+
         def run(self, until):
             while self.heap and self.heap[0][0] <= until:
                 t, _, fn, a, b, c = heapq.heappop(self.heap)
@@ -111,6 +122,6 @@ def test_the_order_is_that_of_one_heap_over_time_and_insertion(plan, span, stops
                 fn(a, b, c)
             self.now = max(self.now, until)
 
-    bucketed = trace(lambda: Kernel(bucket_span=span))
+    bucketed = trace(lambda: Kernel(bucket_span=span, slots=slots))
     assert bucketed == trace(OneHeap)
     assert len(bucketed) >= len(plan)
