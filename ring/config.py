@@ -7,7 +7,6 @@ latencies scale the timeouts; the Chord experiments set the stabilization interv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from .keyspace import KeySpace
 from .routing import default_successor_list_length
@@ -43,6 +42,14 @@ class RingConfig:
     seen_capacity: int = 200_000  # (origin, msg_id) pairs remembered for duplicates
     seen_ttl: float = 120.0
 
+    # (tick, k_stabilize, k_fingers, k_check_predecessor): the node runs one maintenance
+    # timer of period ``tick`` (the shortest interval, jittered) and each task on every k-th
+    # tick, k = its interval / tick rounded to a whole number. Tasks sharing a tick share
+    # their wake-ups, and one wake-up serves all their requests' time limits. Worked out once
+    # here (a property, compiled, would work it out again at every tick of every node).
+    maintenance_plan: tuple[float, int, int, int] = field(init=False, repr=False,
+                                                          compare=False)
+
     def __post_init__(self) -> None:
         if self.successor_list_length is not None and self.successor_list_length < 1:
             raise ValueError("successor_list_length must be at least 1")
@@ -56,20 +63,12 @@ class RingConfig:
             raise ValueError("default_ttl must be in 1..255")
         if self.max_retries < 0 or self.max_reroutes < 0:
             raise ValueError("max_retries and max_reroutes must be >= 0")
-
-    @cached_property
-    def maintenance_plan(self) -> tuple[float, int, int, int]:
-        """(tick, k_stabilize, k_fingers, k_check_predecessor): the node runs one maintenance
-        timer of period ``tick`` (the shortest interval, jittered) and each task on every
-        k-th tick, k = its interval / tick rounded to a whole number. Tasks sharing a tick
-        share their wake-ups, and one wake-up serves all their requests' time limits."""
         tick = min(self.stabilize_interval, self.fix_fingers_interval,
                    self.check_predecessor_interval)
-        def every(x: float) -> int:
-            return max(1, round(x / tick))
-
-        return (tick, every(self.stabilize_interval), every(self.fix_fingers_interval),
-                every(self.check_predecessor_interval))
+        plan = (tick, max(1, round(self.stabilize_interval / tick)),
+                max(1, round(self.fix_fingers_interval / tick)),
+                max(1, round(self.check_predecessor_interval / tick)))
+        object.__setattr__(self, "maintenance_plan", plan)
 
     @property
     def r(self) -> int:

@@ -49,7 +49,8 @@ class ConfigError(ValueError):
 
 _NODE_KEYS = {"listen", "advertise", "bootstrap", "admin", "log_level"}
 _TLS_KEYS = {"ca", "cert", "key", "insecure_plain"}
-_RING_FIELDS = {f.name: f for f in dataclasses.fields(RingConfig) if f.name != "space"}
+_RING_FIELDS = {f.name: f for f in dataclasses.fields(RingConfig)
+                if f.name != "space" and f.init}
 _LIMIT_FIELDS = {f.name: f for f in dataclasses.fields(LiveLimits)}
 
 
