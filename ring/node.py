@@ -307,7 +307,9 @@ class RingNode:
             self._on_ack(sender, msg, now)  # type: ignore[arg-type]
         else:
             pred = self.table.predecessor
-            if pred is not None and sender.id == pred.id:
+            # (identity first: a simulation's refs are shared objects, and reading an id
+            # touches two more objects)
+            if pred is not None and (sender is pred or sender.id == pred.id):
                 self._pred_heard = now
             # A chain of identity tests, most frequent first, rather than a dict of the
             # class's functions: as fast interpreted, and when the module is compiled
@@ -951,18 +953,20 @@ class RingNode:
             return
         t = self.table
         old_succ, old_pred = t.successor, t.predecessor
-        if old_succ is None or old_succ.id != sender.id:
+        if old_succ is None or (old_succ is not sender and old_succ.id != sender.id):
             return  # our successor changed while the question was in flight
         x = msg.predecessor
+        me = self.me
         adopted = False
-        if x is not None and x.id != self.me.id and self.space.in_open(x.id, self.me.id, sender.id):
+        if (x is not None and x is not me and x.id != me.id
+                and self.space.in_open(x.id, me.id, sender.id)):
             t.set_successors((x, sender, *msg.successors))
             adopted = True
         else:
-            t.set_successors((sender, *msg.successors))
+            t.set_successors_from(sender, msg.successors)
         self._note_neighbour_changes(old_succ, old_pred)
         succ = t.successor
-        if succ is not None and succ.id != sender.id and not adopted:
+        if succ is not None and succ is not sender and succ.id != sender.id and not adopted:
             self._emit(succ, Notify())  # the sender was notified by the question itself
         if adopted:
             self._restabilize(now)  # fetch the new successor's list (and notify it) at once
@@ -1088,11 +1092,14 @@ class RingNode:
 
     def _set_fingers_from(self, i: int, node: NodeRef) -> None:
         """finger[i] = node, and every later finger whose start ``node`` also succeeds."""
-        t, space, me = self.table, self.space, self.me.id
+        t, space = self.table, self.space
         bits = space.bits
         t.set_finger(i, node)
+        # Finger j's start is me + 2**j: node succeeds it while 2**j <= distance(me, node).
+        d = space.distance(self.me.id, node.id)
+        stop = bits if d == 0 else min(bits, d.bit_length())
         j = i + 1
-        while j < bits and space.in_half_open(space.finger_start(me, j), me, node.id):
+        while j < stop:
             t.set_finger(j, node)
             j += 1
         self._next_finger = j if j < bits else t.first_finger_index()
@@ -1251,7 +1258,10 @@ class RingNode:
 
     def _pop_rpc(self, req: int, sender: NodeRef) -> _Rpc | None:
         rpc = self._rpcs.get(req) if self._rpcs is not None else None
-        if rpc is None or rpc.peer is None or rpc.peer.id != sender.id:
+        if rpc is None:
+            return None
+        peer = rpc.peer
+        if peer is None or (peer is not sender and peer.id != sender.id):
             return None
         return self._take_rpc(req)
 

@@ -35,7 +35,7 @@ def default_successor_list_length(expected_nodes: int) -> int:
 
 class RoutingTable:
     __slots__ = ("space", "me", "r", "successors", "successor", "predecessor", "_fi", "_fr",
-                 "_f_hi", "_shift")
+                 "_f_hi", "_src")
 
     def __init__(self, space: KeySpace, me: NodeRef, r: int) -> None:
         if r < 1:
@@ -43,13 +43,14 @@ class RoutingTable:
         self.space = space
         self.me = me
         self.r = r
-        self._shift = max(space.bits - 64, 0)
         # The next r nodes clockwise, nearest first, and the first of them (read-only: change
         # with set_successors or remove, the only writers of both). A tuple, so a stabilization
         # answer can carry it as it is; the first is kept apart because every message reads it.
         self.successors: tuple[NodeRef, ...] = ()
         self.successor: NodeRef | None = None
         self.predecessor: NodeRef | None = None
+        # The list the successor gave when it last settled ours (see set_successors_from).
+        self._src: tuple[NodeRef, ...] | None = None
         # finger index i -> successor(me + 2**i), as a sorted association list: indices in a
         # bytearray (bits <= 256), nodes and their distances' top bits in parallel. Only
         # indices whose start lies beyond the immediate successor are worth storing: the rest
@@ -161,12 +162,28 @@ class RoutingTable:
                 return s, True
             break
         best = _preceding_successor(succs, d, me, m, exclude)
-        cand = _preceding(self._fr, self._f_hi, d >> self._shift, d, me, m, exclude)
+        cand = _preceding(self._fr, self._f_hi, d >> self.space.top_shift, d, me, m, exclude)
         if cand is not None and (best is None or (cand.id - me) % m > (best.id - me) % m):
             best = cand
         return None if best is None else (best, False)
 
     # -- changing -------------------------------------------------------------------------
+
+    def set_successors_from(self, head: NodeRef, tail: tuple[NodeRef, ...]) -> bool:
+        """``set_successors((head, *tail))``, where ``tail`` is head's own successor list.
+
+        A node asks its successor for that list at every stabilization and mostly gets the
+        same one back. When the head and the list are those that settled the current list,
+        nothing can change, and that is decided without building the candidate list:
+        copying r references would write to r objects' reference counts, in a large
+        simulation r cache misses per stabilization.
+        """
+        src = self._src
+        if src is not None and head is self.successor and (tail is src or tail == src):
+            return False
+        changed = self.set_successors((head, *tail))
+        self._src = tail
+        return changed
 
     def set_successors(self, nodes: Iterable[NodeRef]) -> bool:
         """Replace the successor list: deduplicated, self removed, nearest first, at most r.
@@ -176,6 +193,7 @@ class RoutingTable:
         """
         old = self.successor
         cur = self.successors
+        self._src = None
         if type(nodes) is not tuple:
             nodes = tuple(nodes)
         r = self.r
@@ -256,11 +274,11 @@ class RoutingTable:
                 del fi[pos], fr[pos], hi[pos]
         elif present:
             fr[pos] = node
-            hi[pos] = self.distance(node.id) >> self._shift
+            hi[pos] = self.distance(node.id) >> self.space.top_shift
         else:
             fi.insert(pos, i)
             fr.insert(pos, node)
-            hi.insert(pos, self.distance(node.id) >> self._shift)
+            hi.insert(pos, self.distance(node.id) >> self.space.top_shift)
 
     def remove(self, node_id: int) -> bool:
         """Forget a node everywhere (it is suspected dead or left). True if successor changed."""
@@ -273,10 +291,11 @@ class RoutingTable:
         if (succs and d <= self.distance(succs[-1].id)
                 and any(s.id == node_id for s in succs)):
             self.successors = tuple(s for s in succs if s.id != node_id)
+            self._src = None
             self.successor = self.successors[0] if self.successors else None
         if self.predecessor is not None and self.predecessor.id == node_id:
             self.predecessor = None
-        if (d >> self._shift) in self._f_hi and any(f.id == node_id for f in self._fr):
+        if (d >> self.space.top_shift) in self._f_hi and any(f.id == node_id for f in self._fr):
             # (by position: mypyc cannot zip a bytearray, see ring.compiled)
             fi, fr, hi = self._fi, self._fr, self._f_hi
             keep = [k for k in range(len(fr)) if fr[k].id != node_id]

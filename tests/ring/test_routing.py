@@ -153,3 +153,25 @@ def test_set_successors_keeps_the_nearest_r_distinct_nodes(me, lists, presort):
         assert t.successors == tuple(want[:4])
         assert t.successor == (want[0] if want else None)
         assert changed == (t.successor != before)
+
+
+@given(ids, st.lists(st.tuples(st.sampled_from(["from", "set", "remove"]),
+                               st.integers(0, 11), st.lists(st.integers(0, 11), max_size=6)),
+                     min_size=1, max_size=30))
+def test_set_successors_from_is_set_successors_of_head_and_tail(me, steps):
+    """The shortcut for an answer that settled the list before gives what building the
+    list would, whatever else changed the table in between."""
+    pool = [NodeRef((me + 1 + 997 * k) % KS.modulus, f"p{k}") for k in range(12)]
+    tails = {}  # one tuple object per list of indices: answers repeat by identity, as in a ring
+    fast = RoutingTable(KS, NodeRef(me, "me"), r=4)
+    slow = RoutingTable(KS, NodeRef(me, "me"), r=4)
+    for op, h, rest in steps:
+        head = pool[h]
+        tail = tails.setdefault(tuple(rest), tuple(pool[k] for k in rest))
+        if op == "from":
+            assert fast.set_successors_from(head, tail) == slow.set_successors((head, *tail))
+        elif op == "set":
+            assert fast.set_successors(tail) == slow.set_successors(tail)
+        else:
+            assert fast.remove(head.id) == slow.remove(head.id)
+        assert fast.successors == slow.successors and fast.successor == slow.successor
