@@ -47,12 +47,24 @@ class ConstantLatency:
         return 0.0 if a == b else self.seconds
 
 
-_M64 = (1 << 64) - 1
+_M31 = (1 << 31) - 1
+
+
+def _mix31(x: int) -> int:
+    """A bijection of 31-bit numbers that scatters every input bit over the output.
+
+    Every intermediate value stays below 2**62, a machine word: a 64-bit mix made a dozen
+    big numbers per call (0.7 us interpreted or compiled, once per simulated message).
+    """
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _M31
+    x = ((x ^ (x >> 16)) * 0x45D9F3B) & _M31
+    return x ^ (x >> 16)
 
 
 class PairwiseUniform:
-    """A fixed delay per unordered pair, uniform in [lo, hi] ms, computed from a 64-bit mix
-    of (seed, pair): no table, so it scales to any number of nodes."""
+    """A fixed delay per unordered pair, uniform in [lo, hi] ms, from a hash of (seed, pair):
+    no table, so it scales to any number of nodes (pairs are told apart by the low 31 bits
+    of the node indices: up to 2**31 nodes in one run)."""
 
     __slots__ = ("lo", "span", "salt")
 
@@ -61,17 +73,15 @@ class PairwiseUniform:
             raise ValueError("uniform latency needs 0 <= lo <= hi")
         self.lo = lo_ms / 1000.0
         self.span = (hi_ms - lo_ms) / 1000.0
-        self.salt = (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _M64
+        self.salt = _mix31(((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) >> 33) & _M31)
 
     def latency(self, a: int, b: int) -> float:
         if a == b:
             return 0.0
         if a > b:
             a, b = b, a
-        x = (a * 0xBF58476D1CE4E5B9 ^ b * 0x94D049BB133111EB ^ self.salt) & _M64
-        x = ((x ^ (x >> 31)) * 0xD6E8FEB86659FD93) & _M64
-        x ^= x >> 32
-        return self.lo + self.span * ((x & 0xFFFFFFFF) / 4294967296.0)
+        x = _mix31(_mix31(self.salt ^ (a & _M31)) ^ (b & _M31))
+        return self.lo + self.span * (x / 2147483648.0)
 
 
 class Euclidean:

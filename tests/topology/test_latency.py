@@ -32,6 +32,23 @@ def test_pairwise_uniform_is_fixed_symmetric_and_uniform():
     assert PairwiseUniform(10, 50, seed=8).latency(a, b) != m.latency(a, b)
 
 
+def test_pairwise_uniform_delays_of_related_pairs_are_unrelated():
+    """Node indices come in order, so pairs such as (i, i + 1) and (i, i + 2) are common:
+    their delays must not follow each other, nor those of two seeds."""
+    import statistics
+
+    m, other = PairwiseUniform(0, 100, seed=1), PairwiseUniform(0, 100, seed=2)
+    near = [m.latency(i, i + 1) for i in range(20000)]
+    nearer = [m.latency(i, i + 2) for i in range(20000)]
+    assert abs(statistics.correlation(near, nearer)) < 0.03
+    assert abs(statistics.correlation(near[:-1], near[1:])) < 0.03
+    assert abs(statistics.correlation(near, [other.latency(i, i + 1) for i in range(20000)])) < 0.03
+    row = [m.latency(3, j) for j in range(4, 20004)]  # one node's delays to all others
+    for k in range(5):
+        assert 0.18 < sum(k * 0.02 <= v < (k + 1) * 0.02 for v in row) / len(row) < 0.22
+    assert 0 <= m.latency(2**40, 7) <= 0.1  # any index is accepted
+
+
 def test_constant_and_euclidean():
     assert ConstantLatency(25).latency(1, 2) == 0.025
     e = Euclidean(span_ms=100, base_ms=1, seed=3)
