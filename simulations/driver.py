@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import random
+from array import array
 from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -39,6 +40,7 @@ from .kernel import Kernel
 from .network import SimNetwork
 
 ID_SCHEMES = ("ed25519", "hash")
+_NONE = float("inf")  # no timer
 
 
 def sub_seed(seed: int, name: str) -> int:
@@ -113,8 +115,11 @@ class Simulation:
         # 160-bit id is hashed afresh at every look-up (one per message).
         self.by_addr: dict[str, int] = {}
         self.truth = RingTruth()
-        self.armed: list[float | None] = []  # the wake-up event pending for each node
-        self.due: list[float | None] = []  # each core's get_timer() after it was last driven
+        # Two numbers per node, side by side so that one cache line holds both (inf: none):
+        # [2i] the time of the wake-up event pending for node i, [2i + 1] its core's
+        # get_timer() as of the last time it was driven. (Two lists of floats cost four
+        # objects scattered in memory to read the same.)
+        self.timers = array("d")
         self.listeners: dict[type, list[Listener]] = {}
         self.on_down: list[Callable[[int], None]] = []
         self.event_counts: dict[str, int] = {}
@@ -152,8 +157,8 @@ class Simulation:
         self.refs.append(node.me)  # the core's own copy, so only one NodeRef per node lives
         self.by_id[node_id] = i
         self.by_addr[node.me.addr] = i
-        self.armed.append(None)
-        self.due.append(None)
+        self.timers.append(_NONE)
+        self.timers.append(_NONE)
         self.net.add_node()
         return i
 
@@ -178,8 +183,8 @@ class Simulation:
     def _take_down(self, i: int) -> None:
         self.truth.discard(self.refs[i].id)
         self.nodes[i] = None
-        self.armed[i] = None
-        self.due[i] = None
+        self.timers[2 * i] = _NONE
+        self.timers[2 * i + 1] = _NONE
         self.net.down(i)
         for fn in self.on_down:
             fn(i)
@@ -237,13 +242,14 @@ class Simulation:
         ev = node.take_events()
         if ev:
             self._dispatch(i, node, ev)
-        t = node.get_timer()
-        self.due[i] = t
-        armed = self.armed[i]
-        if t is not None and (armed is None or t < armed):
+        due = node.get_timer()
+        t = _NONE if due is None else due
+        timers = self.timers
+        timers[2 * i + 1] = t
+        if t < timers[2 * i]:
             # Only an earlier deadline needs a new event. A later one (a request answered
             # before its time limit) lets the armed event fire early: _fire re-arms it.
-            self.armed[i] = t
+            timers[2 * i] = t
             self.kernel.at(t, self._fire_cb, i, t)
 
     def _dispatch(self, i: int, node: RingNode, events: Sequence[Any]) -> None:
@@ -261,25 +267,26 @@ class Simulation:
                     fn(i, e)
 
     def _fire(self, i: int, t: float, _: Any) -> None:
-        if self.armed[i] != t:
+        timers = self.timers
+        if timers[2 * i] != t:
             return  # superseded by an earlier event
         # The core's deadline as of the last time it was driven (every drive ends in _after,
         # and only a drive changes it): a core woken early is not touched at all.
-        due = self.due[i]
-        if due is None:
-            self.armed[i] = None
+        due = timers[2 * i + 1]
+        if due == _NONE:
+            timers[2 * i] = _NONE
             return
         now = self.kernel.now
         if due > now:
             # Woken early: the request whose time limit this was got its answer. Sleep on;
             # nothing was handled, so there is nothing to collect.
-            self.armed[i] = due
+            timers[2 * i] = due
             self.kernel.at(due, self._fire_cb, i, due)
             return
         node = self.nodes[i]
         if node is None:
             return
-        self.armed[i] = None
+        timers[2 * i] = _NONE
         node.handle_timer(now)
         self._after(i, node)
 
