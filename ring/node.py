@@ -30,7 +30,7 @@ from functools import partial
 from typing import Final
 
 from .config import RingConfig
-from .custody import CustodyStore, Entry, Held, Key
+from .custody import NOTHING_HELD, CustodyStore, Entry, Held, Key
 from .events import (
     Confirmed,
     Delivered,
@@ -181,7 +181,7 @@ class RingNode:
         # Acks waiting to be batched: peer id -> (peer, keys per kind RECEIVED, DELIVERED,
         # FAILED). Keyed by id: an int hashes in C, a NodeRef dataclass in Python.
         self._acks: dict[int, tuple[NodeRef, list[Key], list[Key], list[Key]]] | None = None
-        self._custody = CustodyStore()
+        self._custody = NOTHING_HELD  # (its own store comes with the first envelope held)
         # Envelopes delivered here -> when to forget them: duplicates are answered, not
         # delivered twice.
         self._done: dict[Key, float] | None = None
@@ -357,6 +357,8 @@ class RingNode:
         """
         t = self.table
         custody = self._custody
+        if custody is NOTHING_HELD:
+            custody = self._custody = CustodyStore()
         # Custody's queues, taken when the first envelope is held, and its count, kept here
         # (custody.add inlined) and handed back before anything else runs. The envelopes
         # given to one hop are held as pairs with one shared Held (see custody).
@@ -666,10 +668,13 @@ class RingNode:
         # (hops saturate at 255, the most a frame can say: counting on would not encode)
         fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, min(env.hops + 1, 255),
                        flags, env.payload, env.trace)
+        custody = self._custody
+        if custody is NOTHING_HELD:
+            custody = self._custody = CustodyStore()
         if new:
-            self._custody.put_new(key, held, hop, now + self.config.ack_timeout)
+            custody.put_new(key, held, hop, now + self.config.ack_timeout)
         else:
-            self._custody.put_sent(key, held, hop, now + self.config.ack_timeout)
+            custody.put_sent(key, held, hop, now + self.config.ack_timeout)
         self._emit(hop, fwd)
         st = self._stats
         if st is None:

@@ -249,6 +249,23 @@ def test_lookups_are_rerouted_around_nodes_that_died_on_their_path(seed):
         assert ev.successor == c.responsible(asked[k])
 
 
+def test_nodes_holding_nothing_share_one_empty_store_that_nothing_writes():
+    from ring.custody import NOTHING_HELD
+
+    c = build_ring(32, seed=5, successor_list_length=6)
+    nodes = c.active()
+    for i, node in enumerate(nodes[:12]):
+        c.send(node.me.addr, name_key(c.space, f"held-{i}"), b"x")
+    c.crash(nodes[20].me.addr)  # some of them meet a dead hop: held, re-sent, re-routed
+    c.run_for(30)
+    assert RingNode(NodeRef(7, "fresh")).custody_count == 0
+    assert RingNode(NodeRef(7, "fresh"))._custody is NOTHING_HELD
+    assert any(n._custody is not NOTHING_HELD for n in c.active())  # forwarders got their own
+    assert all(n.custody_count == 0 for n in c.active())
+    assert NOTHING_HELD.count == 0 and NOTHING_HELD._sent is None
+    assert NOTHING_HELD._received is None
+
+
 def test_custody_counts_what_it_holds_through_resends_and_outcomes():
     from ring.custody import CustodyStore, Held
     from ring.messages import envelope_key
