@@ -992,6 +992,8 @@ class RingNode:
             return
         t = self.table
         old_succ, old_pred = t.successor, t.predecessor
+        if old_pred is sender and old_succ is not None:
+            return  # the usual round: our predecessor asks again, and nothing changes
         if old_pred is None or self.space.in_open(sender.id, old_pred.id, self.me.id):
             t.set_predecessor(sender)
         if t.alone:
