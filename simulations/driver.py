@@ -40,7 +40,7 @@ from .kernel import Kernel
 from .network import SimNetwork
 
 ID_SCHEMES = ("ed25519", "hash")
-_NONE = float("inf")  # no timer
+_NO_TIMER = float("inf")
 
 
 def sub_seed(seed: int, name: str) -> int:
@@ -157,8 +157,8 @@ class Simulation:
         self.refs.append(node.me)  # the core's own copy, so only one NodeRef per node lives
         self.by_id[node_id] = i
         self.by_addr[node.me.addr] = i
-        self.timers.append(_NONE)
-        self.timers.append(_NONE)
+        self.timers.append(_NO_TIMER)
+        self.timers.append(_NO_TIMER)
         self.net.add_node()
         return i
 
@@ -183,8 +183,8 @@ class Simulation:
     def _take_down(self, i: int) -> None:
         self.truth.discard(self.refs[i].id)
         self.nodes[i] = None
-        self.timers[2 * i] = _NONE
-        self.timers[2 * i + 1] = _NONE
+        self.timers[2 * i] = _NO_TIMER
+        self.timers[2 * i + 1] = _NO_TIMER
         self.net.down(i)
         for fn in self.on_down:
             fn(i)
@@ -243,7 +243,7 @@ class Simulation:
         if ev:
             self._dispatch(i, node, ev)
         due = node.get_timer()
-        t = _NONE if due is None else due
+        t = _NO_TIMER if due is None else due
         timers = self.timers
         timers[2 * i + 1] = t
         if t < timers[2 * i]:
@@ -273,8 +273,8 @@ class Simulation:
         # The core's deadline as of the last time it was driven (every drive ends in _after,
         # and only a drive changes it): a core woken early is not touched at all.
         due = timers[2 * i + 1]
-        if due == _NONE:
-            timers[2 * i] = _NONE
+        if due == _NO_TIMER:
+            timers[2 * i] = _NO_TIMER
             return
         now = self.kernel.now
         if due > now:
@@ -286,7 +286,7 @@ class Simulation:
         node = self.nodes[i]
         if node is None:
             return
-        timers[2 * i] = _NONE
+        timers[2 * i] = _NO_TIMER
         node.handle_timer(now)
         self._after(i, node)
 

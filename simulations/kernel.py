@@ -174,7 +174,7 @@ class Kernel:
                         break
                     i = k & self._mask
                     near = self._slots[i]
-                    if near is not None and k - self._cur <= self._mask:
+                    if near is not None:  # (a far window's slot is empty: the scan passed it)
                         self._slots[i] = None
                         self._in_slots -= len(near)
                         run = near
