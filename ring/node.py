@@ -153,7 +153,7 @@ class RingNode:
     __slots__ = ("config", "space", "me", "table", "codec", "state", "_stats", "_rng", "_out",
                  "_events", "_acks", "_custody", "_done", "_rpcs", "_rpc_heap", "_next_req",
                  "_next_msg", "_lookups", "_t_tick", "_tick", "_t_restab", "_t_prune", "_pred_heard",
-                 "_next_finger", "_bootstrap", "_join_attempts")
+                 "_next_finger", "_bootstrap", "_join_attempts", "shell_wakeup", "shell_deadline")
 
     def __init__(
         self,
@@ -203,6 +203,13 @@ class RingNode:
         self._next_finger = 0
         self._bootstrap: NodeRef | None = None
         self._join_attempts = 0
+        # Two numbers that belong to the shell driving this core, which the core never
+        # reads: when the shell's wake-up for it is due, and what get_timer() said when the
+        # shell last drove it (inf: none). Kept here because the shell reads them whenever
+        # it touches the core: a simulator of 10^5 cores finds them in memory it fetches
+        # anyway, unboxed, instead of in a table of its own.
+        self.shell_wakeup = _NEVER
+        self.shell_deadline = _NEVER
 
     @property
     def stats(self) -> NodeStats:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import random
-from array import array
 from bisect import bisect_left, insort
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -115,11 +114,6 @@ class Simulation:
         # 160-bit id is hashed afresh at every look-up (one per message).
         self.by_addr: dict[str, int] = {}
         self.truth = RingTruth()
-        # Two numbers per node, side by side so that one cache line holds both (inf: none):
-        # [2i] the time of the wake-up event pending for node i, [2i + 1] its core's
-        # get_timer() as of the last time it was driven. (Two lists of floats cost four
-        # objects scattered in memory to read the same.)
-        self.timers = array("d")
         self.listeners: dict[type, list[Listener]] = {}
         self.on_down: list[Callable[[int], None]] = []
         self.event_counts: dict[str, int] = {}
@@ -157,8 +151,6 @@ class Simulation:
         self.refs.append(node.me)  # the core's own copy, so only one NodeRef per node lives
         self.by_id[node_id] = i
         self.by_addr[node.me.addr] = i
-        self.timers.append(_NO_TIMER)
-        self.timers.append(_NO_TIMER)
         self.net.add_node()
         return i
 
@@ -182,9 +174,7 @@ class Simulation:
 
     def _take_down(self, i: int) -> None:
         self.truth.discard(self.refs[i].id)
-        self.nodes[i] = None
-        self.timers[2 * i] = _NO_TIMER
-        self.timers[2 * i + 1] = _NO_TIMER
+        self.nodes[i] = None  # (its wake-up, if one is pending, finds no node and ends)
         self.net.down(i)
         for fn in self.on_down:
             fn(i)
@@ -242,14 +232,15 @@ class Simulation:
         ev = node.take_events()
         if ev:
             self._dispatch(i, node, ev)
+        # The node keeps the driver's two numbers (see RingNode.shell_wakeup): its wake-up
+        # event's time and its deadline as of now, inf for none.
         due = node.get_timer()
         t = _NO_TIMER if due is None else due
-        timers = self.timers
-        timers[2 * i + 1] = t
-        if t < timers[2 * i]:
+        node.shell_deadline = t
+        if t < node.shell_wakeup:
             # Only an earlier deadline needs a new event. A later one (a request answered
             # before its time limit) lets the armed event fire early: _fire re-arms it.
-            timers[2 * i] = t
+            node.shell_wakeup = t
             self.kernel.at(t, self._fire_cb, i, t)
 
     def _dispatch(self, i: int, node: RingNode, events: Sequence[Any]) -> None:
@@ -267,26 +258,23 @@ class Simulation:
                     fn(i, e)
 
     def _fire(self, i: int, t: float, _: Any) -> None:
-        timers = self.timers
-        if timers[2 * i] != t:
-            return  # superseded by an earlier event
+        node = self.nodes[i]
+        if node is None or node.shell_wakeup != t:
+            return  # down, or superseded by an earlier event
         # The core's deadline as of the last time it was driven (every drive ends in _after,
-        # and only a drive changes it): a core woken early is not touched at all.
-        due = timers[2 * i + 1]
+        # and only a drive changes it): a core woken early is not driven at all.
+        due = node.shell_deadline
         if due == _NO_TIMER:
-            timers[2 * i] = _NO_TIMER
+            node.shell_wakeup = _NO_TIMER
             return
         now = self.kernel.now
         if due > now:
             # Woken early: the request whose time limit this was got its answer. Sleep on;
             # nothing was handled, so there is nothing to collect.
-            timers[2 * i] = due
+            node.shell_wakeup = due
             self.kernel.at(due, self._fire_cb, i, due)
             return
-        node = self.nodes[i]
-        if node is None:
-            return
-        timers[2 * i] = _NO_TIMER
+        node.shell_wakeup = _NO_TIMER
         node.handle_timer(now)
         self._after(i, node)
 

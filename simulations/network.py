@@ -26,6 +26,16 @@ from .kernel import Kernel
 DeadLetterHook = Callable[[int, int, Any], None]
 
 
+class _Count:
+    """A counter that is counted up in place: compiled, its number is a machine word,
+    where counting in a dict of ints makes a new int object per message."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
 class SimNetwork:
     __slots__ = ("kernel", "model", "loss", "rng", "up", "group", "delivered", "lost_down",
                  "lost_partition", "lost_random", "on_dead_letter", "_deliver", "_by_type",
@@ -47,18 +57,18 @@ class SimNetwork:
         self.lost_down = 0
         self.lost_partition = 0
         self.lost_random = 0
-        self._by_type: dict[type, int] = {}  # messages sent, by class (names only for reports)
+        self._by_type: dict[type, _Count] = {}  # messages sent, by class (names for reports)
         self.on_dead_letter: DeadLetterHook | None = None  # (src, dst, msg) lost to a down node
         self._deliver = deliver
         self._latency = model.latency
 
     @property
     def sent(self) -> int:
-        return sum(self._by_type.values())
+        return sum(c.n for c in self._by_type.values())
 
     @property
     def by_kind(self) -> dict[str, int]:
-        return {t.__name__: n for t, n in self._by_type.items()}
+        return {t.__name__: c.n for t, c in self._by_type.items()}
 
     def add_node(self) -> int:
         self.up.append(1)
@@ -100,7 +110,10 @@ class SimNetwork:
                         continue
                     dst = found
             kind = type(msg)
-            bt[kind] = bt.get(kind, 0) + 1
+            count = bt.get(kind)
+            if count is None:
+                count = bt[kind] = _Count()
+            count.n += 1
             if not up[dst]:
                 self.lost_down += 1
                 if self.on_dead_letter is not None:
