@@ -182,7 +182,8 @@ class RoutingTable:
         if src is not None and head is self.successor and (tail is src or tail == src):
             return False
         changed = self.set_successors((head, *tail))
-        self._src = tail
+        # (only a list that head leads settles it: a later answer from the same successor)
+        self._src = tail if self.successor is head else None
         return changed
 
     def set_successors(self, nodes: Iterable[NodeRef]) -> bool:

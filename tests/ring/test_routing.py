@@ -1,4 +1,4 @@
-from hypothesis import assume, given
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from ring.keyspace import KeySpace
@@ -155,6 +155,8 @@ def test_set_successors_keeps_the_nearest_r_distinct_nodes(me, lists, presort):
         assert changed == (t.successor != before)
 
 
+@settings(max_examples=400)
+@example(0, [("from", 1, [0, 0]), ("from", 0, [0, 0])])  # head 1 not the nearest: 0 leads
 @given(ids, st.lists(st.tuples(st.sampled_from(["from", "set", "remove"]),
                                st.integers(0, 11), st.lists(st.integers(0, 11), max_size=6)),
                      min_size=1, max_size=30))
