@@ -30,13 +30,14 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 import tracemalloc
 from typing import Any
+
+from simulations import memory
 
 GIB = 1 << 30
 
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--million-nodes", type=int, default=1_000_000)
     ap.add_argument("--million-lookups", type=int, default=100_000)
     ap.add_argument("--skip-million", action="store_true")
-    ap.add_argument("--malloc", choices=("auto", "pymalloc", "mimalloc"), default="auto",
+    ap.add_argument("--malloc", choices=memory.CHOICES, default="auto",
                     help="allocator (see simulations.memory): mimalloc on huge pages when "
                          "installed (auto), or CPython's own; the static 10^6 ring is always "
                          "measured on CPython's own, as its figure is memory")
@@ -229,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from ring.compiled import describe
-    from simulations import memory
 
     if argv is None:  # run as a command: start again on the allocator asked for if need be
         memory.ensure(args.malloc)
@@ -264,11 +264,9 @@ def main(argv: list[str] | None = None) -> int:
           f"goal for the whole hour of 10^5 nodes <= 10 min: {verdict}); "
           f"active at end {ch['active_at_end']:,}; peak RSS {ch['max_rss_gib']:.2f} GiB", flush=True)
     if not args.skip_million:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("LD_PRELOAD", "PYTHONMALLOC", "MIMALLOC_LARGE_OS_PAGES")}
         proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_sim", "--child",
                                str(args.million_nodes), str(args.million_lookups)],
-                              capture_output=True, text=True, env=env)
+                              capture_output=True, text=True, env=memory.pymalloc_environment())
         if proc.returncode != 0:
             print(f"static ring: child failed: {proc.stderr.strip()[-500:]}")
         else:

@@ -363,9 +363,7 @@ class RingNode:
         Envelope: a retransmission or a re-route is encoded afresh.
         """
         t = self.table
-        custody = self._custody
-        if custody is NOTHING_HELD:
-            custody = self._custody = CustodyStore()
+        custody = self._own_custody()
         # Custody's queues, taken when the first envelope is held, and its count, kept here
         # (custody.add inlined) and handed back before anything else runs. The envelopes
         # given to one hop are held as pairs with one shared Held (see custody).
@@ -539,6 +537,14 @@ class RingNode:
         self.state = NodeState.LEAVING
         self._t_tick = self._t_restab = _NEVER
 
+    def _own_custody(self) -> CustodyStore:
+        """This node's own custody store, made when it first holds something (until then
+        it reads the shared, never-written NOTHING_HELD)."""
+        custody = self._custody
+        if custody is NOTHING_HELD:
+            custody = self._custody = CustodyStore()
+        return custody
+
     @property
     def custody_count(self) -> int:
         return len(self._custody)
@@ -675,9 +681,7 @@ class RingNode:
         # (hops saturate at 255, the most a frame can say: counting on would not encode)
         fwd = Envelope(env.msg_id, env.origin, env.dest, env.ttl - 1, min(env.hops + 1, 255),
                        flags, env.payload, env.trace)
-        custody = self._custody
-        if custody is NOTHING_HELD:
-            custody = self._custody = CustodyStore()
+        custody = self._own_custody()
         if new:
             custody.put_new(key, held, hop, now + self.config.ack_timeout)
         else:

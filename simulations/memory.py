@@ -46,6 +46,13 @@ def mimalloc_environment(lib: str) -> dict[str, str]:
             "MIMALLOC_LARGE_OS_PAGES": "1", MARK: "mimalloc"}
 
 
+def pymalloc_environment() -> dict[str, str]:
+    """This process's environment without what mimalloc_environment adds: a child started
+    with it runs on CPython's own allocator."""
+    return {k: v for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "PYTHONMALLOC", "MIMALLOC_LARGE_OS_PAGES", MARK)}
+
+
 def active() -> str:
     """What this process allocates with: ``mimalloc`` (with huge pages) or ``pymalloc``."""
     if os.environ.get("PYTHONMALLOC") == "malloc" and os.environ.get(MARK) == "mimalloc":
